@@ -1,0 +1,18 @@
+"""Test-session set-up shared by every test.
+
+TensorFlow fixes its device list at first use, so the two logical CPUs that the
+tf.distribute tests need are configured here, before any test touches TensorFlow.
+"""
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import tensorflow as tf  # noqa: E402
+
+_cpus = tf.config.list_physical_devices("CPU")
+try:
+    tf.config.set_logical_device_configuration(
+        _cpus[0], [tf.config.LogicalDeviceConfiguration()] * 2
+    )
+except RuntimeError:  # Already initialised by an earlier import: keep what exists.
+    pass

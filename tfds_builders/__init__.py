@@ -1,0 +1,1 @@
+"""TFDS builders for the GENESIS datasets; importing this package registers them."""
