@@ -50,7 +50,9 @@ setuptools.setup(
     long_description_content_type="text/markdown",
     license="Apache-2.0",
     python_requires=">=3.10,<3.13",
-    packages=setuptools.find_packages(include=["genesis_tf", "genesis_tf.*", "tfds_builders", "tfds_builders.*"]),
+    packages=setuptools.find_packages(
+        include=["genesis_tf", "genesis_tf.*", "tfds_builders", "tfds_builders.*"]
+    ),
     package_data={
         "tfds_builders": _package_data("tfds_builders"),
         "genesis_tf": _package_data("genesis_tf"),
