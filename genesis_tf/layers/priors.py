@@ -1,0 +1,60 @@
+"""The learned priors of GENESIS.
+
+* Autoregressive mask prior p(z^m_k | z^m_<k), k >= 2: an LSTM reads z^m_1..z^m_{K-1};
+  a dense layer gives mean = tanh(·) and scale = sigmoid(· + 4) + 1e-4 (in (1e-4, 1+1e-4),
+  near 1 at initialisation). p(z^m_1) = N(0, I) has no parameters.
+* Component prior p(z^c_k | z^m_k): an MLP 64 -> 256 ELU -> 256 ELU -> 2·D, same maps.
+"""
+import keras
+from keras import ops
+
+
+def bounded_gaussian_params(raw):
+    """[..., 2·D] -> (mean in (−1, 1), scale in (1e-4, 1 + 1e-4)), each [..., D]."""
+    mean, pre_scale = ops.split(raw, 2, axis=-1)
+    return ops.tanh(mean), ops.sigmoid(pre_scale + 4.0) + 1e-4
+
+
+class AutoregressivePrior(keras.layers.Layer):
+    """z^m_{1..K-1} [B, K−1, D] -> prior (mean, scale) of z^m_{2..K}, each [B, K−1, D]."""
+
+    def __init__(self, latent_size=64, units=256, **kwargs):
+        super().__init__(**kwargs)
+        self.latent_size = latent_size
+        self.units = units
+        self.lstm = keras.layers.LSTM(units, return_sequences=True, return_state=True,
+                                      name="lstm")
+        self.head = keras.layers.Dense(2 * latent_size, name="head")
+
+    def call(self, z_previous, initial_state=None):
+        outputs, h, c = self.lstm(z_previous, initial_state=initial_state)
+        mean, scale = bounded_gaussian_params(self.head(outputs))
+        return mean, scale
+
+    def step(self, z_previous, state):
+        """One generation step: z [B, D], state [h, c] -> (mean, scale, new state)."""
+        output, h, c = self.lstm(z_previous[:, None, :], initial_state=state)
+        mean, scale = bounded_gaussian_params(self.head(output[:, 0]))
+        return mean, scale, [h, c]
+
+    def initial_state(self, batch_size, dtype="float32"):
+        zeros = ops.zeros((batch_size, self.units), dtype=dtype)
+        return [zeros, zeros]
+
+
+class ComponentPrior(keras.layers.Layer):
+    """z^m_k [N, Dm] -> prior (mean, scale) of z^c_k, each [N, Dc]."""
+
+    def __init__(self, latent_size=16, hidden=256, **kwargs):
+        super().__init__(**kwargs)
+        self.mlp = [
+            keras.layers.Dense(hidden, activation="elu", name="hidden_0"),
+            keras.layers.Dense(hidden, activation="elu", name="hidden_1"),
+            keras.layers.Dense(2 * latent_size, name="head"),
+        ]
+
+    def call(self, z_mask):
+        x = z_mask
+        for layer in self.mlp:
+            x = layer(x)
+        return bounded_gaussian_params(x)

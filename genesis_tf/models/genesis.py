@@ -1,0 +1,376 @@
+r"""GENESIS and GENESIS-S (Engelcke et al., ICLR 2020).
+
+Notation: B images x ∈ [0,1]^{H×W×3}, K slots, mask latents z^m_k ∈ R^{Dm} (Dm = 64),
+component latents z^c_k ∈ R^{Dc} (Dc = 16).
+
+Generative model (GENESIS)::
+
+    p(x, z^m, z^c) = p(x | z^m, z^c) Π_k p(z^m_k | z^m_<k) p(z^c_k | z^m_k)
+    p(z^m_1) = N(0, I);  p(z^m_k | z^m_<k) = N(μ_k, σ_k²) from an LSTM over z^m_<k
+    p(z^c_k | z^m_k) = N(μ^c_k, σ^c_k²) from an MLP of z^m_k
+    π_1..π_K = stick-breaking(a_1..a_{K-1}),  a_k = MaskDecoder(z^m_k)
+    x_k = BroadcastDecoder(z^c_k)
+    p(x | z) = Π_{h,w,c} Σ_k π_k(h,w) N(x_{hwc}; x_k(h,w,c), σ_x²),  σ_x = 0.7
+
+Inference::
+
+    q(z^m_k | x, z^m_<k) = N from MaskEncoder(x) and an LSTM over z^m_<k
+    q(z^c_k | x, π_k)    = N from ComponentEncoder(concat(log π_k, x))
+
+Objective (per image, nats): err = −log p(x | z), kl_m = Σ_k [log q(z^m_k) − log p(z^m_k)],
+kl_l = Σ_k [log q(z^c_k) − log p(z^c_k)] at the posterior samples (Monte-Carlo); the
+negative ELBO is err + kl_m + kl_l; training minimises err + β·(kl_m + kl_l) with GECO.
+
+Distribution shapes (see genesis_tf/distributions.py): every posterior and prior is an
+``Independent(Normal)`` with batch shape [B, K] and event shape [Dm] or [Dc]; samples are
+[B, K, D] (sample shape []). The likelihood has batch shape [B], event shape [H, W, 3].
+
+GENESIS-S uses one latent z_k per slot (Dm = 64) for both the mask (gated decoder) and the
+component (a second broadcast decoder); its prior is the autoregressive LSTM prior alone;
+kl_l is 0.
+
+Cost: the mask decoder dominates (≈ 395 M multiply-adds per slot-image at 64×64). The
+K-th mask latent's logits are never used by the stick-breaking, so only K−1 latents are
+decoded (the reference decodes K; the outputs are the same).
+"""
+import keras
+import tensorflow as tf
+from keras import ops
+
+from genesis_tf import distributions as dists
+from genesis_tf.layers import (
+    AutoregressivePrior,
+    BroadcastDecoder,
+    ComponentPrior,
+    ComponentVAE,
+    MaskDecoder,
+    MaskEncoder,
+    MaskPosterior,
+    StickBreaking,
+)
+from genesis_tf.layers.mask_vae import architecture
+from genesis_tf.models.output import SceneOutput
+
+
+class _RandomNormal:
+    """Standard normal draws: stateless and reproducible when seeded, else stateful."""
+
+    def __init__(self, seed=None):
+        self.seed = seed
+        self.count = 0
+
+    def __call__(self, shape):
+        if self.seed is None:
+            return tf.random.normal(shape)
+        self.count += 1
+        seed = tf.stack([tf.cast(self.seed, tf.int32), tf.constant(self.count, tf.int32)])
+        return tf.random.stateless_normal(shape, seed=seed, alg="philox")
+
+
+class _SequentialSlotModel(keras.Model):
+    """The part GENESIS and GENESIS-S share: sequential mask inference and the mask prior."""
+
+    # call() takes extra keyword arguments; a traced default serving signature would break
+    # tf.saved_model.save (PITFALLS.md). Export code builds its own signatures.
+    _default_save_signature = None
+
+    def __init__(self, image_size=64, num_slots=7, mask_latent_size=64, pixel_std=0.7,
+                 feature_size=256, inference_lstm_units=128, prior_lstm_units=256,
+                 **kwargs):
+        super().__init__(**kwargs)
+        architecture(image_size)  # Fails early with the supported sizes.
+        _check_slots(num_slots)
+        self.image_size = image_size
+        self.num_slots = num_slots
+        self.mask_latent_size = mask_latent_size
+        self.pixel_std = pixel_std
+        self.mask_encoder = MaskEncoder(image_size, feature_size, name="mask_encoder")
+        self.mask_posterior = MaskPosterior(mask_latent_size, inference_lstm_units,
+                                            name="mask_posterior")
+        self.mask_decoder = MaskDecoder(image_size, name="mask_decoder")
+        # Log-space arithmetic stays in float32 under a mixed-precision policy.
+        self.stick_breaking = StickBreaking(dtype="float32", name="stick_breaking")
+        self.mask_prior = AutoregressivePrior(mask_latent_size, prior_lstm_units,
+                                              name="mask_prior")
+
+    def build(self, input_shape=None):
+        # Sub-layers build themselves on first call; nothing to create here.
+        self.built = True
+
+    # -- pieces ---------------------------------------------------------------------------
+
+    def _check_images(self, images):
+        shape = images.shape
+        if shape.rank != 4 or shape[-1] != 3 or (
+            shape[1] is not None and (shape[1], shape[2]) != (self.image_size,) * 2
+        ):
+            raise ValueError(
+                f"expected images float32 [B, {self.image_size}, {self.image_size}, 3] in "
+                f"[0, 1], got shape {shape}; resize in the input pipeline or build the "
+                f"model with image_size={shape[1] if shape.rank == 4 else '...'}"
+            )
+
+    def _infer_mask_latents(self, images, num_slots, training, deterministic, noise):
+        """q(z^m_k | x, z^m_<k) for k = 1..K -> (z, mean, scale), each [B, K, Dm]."""
+        features = self.mask_encoder(images, training=training)  # [B, F]
+        mean, scale = self.mask_posterior.first(features)
+        means, scales, zs = [], [], []
+        state = self.mask_posterior.initial_state(features)
+        for k in range(num_slots):
+            if k > 0:
+                mean, scale, state = self.mask_posterior.step(features, zs[-1], state,
+                                                              training=training)
+            mean, scale = _f32(mean), _f32(scale)
+            z = mean if deterministic else mean + scale * noise(tf.shape(mean))
+            means.append(mean)
+            scales.append(scale)
+            zs.append(z)
+        return tf.stack(zs, 1), tf.stack(means, 1), tf.stack(scales, 1)
+
+    def _decode_masks(self, z_mask, training):
+        """z^m [B, K, Dm] -> (attention logits [B, K−1, H, W, 1], log masks [B, K, H, W, 1])."""
+        batch, num_slots = tf.shape(z_mask)[0], z_mask.shape[1]
+        size = self.image_size
+        flat = tf.reshape(z_mask[:, : num_slots - 1], [-1, self.mask_latent_size])
+        logits = _f32(self.mask_decoder(flat, training=training))  # [B·(K−1), H, W, 1]
+        logits = tf.reshape(logits, [batch, num_slots - 1, size, size, 1])
+        log_masks, _ = self.stick_breaking(logits)
+        return logits, log_masks
+
+    def _mask_prior_params(self, z_mask):
+        """p(z^m_k | z^m_<k) for k = 1..K from the posterior samples -> mean, scale [B, K, Dm]."""
+        mean, scale = self.mask_prior(z_mask[:, :-1])  # slots 2..K: [B, K−1, Dm]
+        first_mean = tf.zeros_like(z_mask[:, :1])
+        mean = tf.concat([first_mean, _f32(mean)], axis=1)
+        scale = tf.concat([tf.ones_like(first_mean), _f32(scale)], axis=1)
+        return mean, scale
+
+    def _sample_mask_latents(self, batch_size, num_slots, noise):
+        """z^m_1 ~ N(0, I), z^m_k ~ p(z^m_k | z^m_<k) -> [B, K, Dm]."""
+        z = noise(tf.stack([batch_size, self.mask_latent_size]))
+        zs = [z]
+        state = self.mask_prior.initial_state(batch_size, dtype=self.compute_dtype)
+        for _ in range(1, num_slots):
+            mean, scale, state = self.mask_prior.step(z, state)
+            mean, scale = _f32(mean), _f32(scale)
+            z = mean + scale * noise(tf.shape(mean))
+            zs.append(z)
+        return tf.stack(zs, 1)
+
+    def _mask_kl(self, out):
+        posterior = dists.diagonal_gaussian(out.mask_mean, out.mask_scale)
+        prior = dists.diagonal_gaussian(out.mask_prior_mean, out.mask_prior_scale)
+        return tf.reduce_sum(dists.monte_carlo_kl(out.z_mask, posterior, prior), axis=1)
+
+    def reconstruction_error(self, images, out):
+        """−log p(x | z) per image [B]."""
+        return dists.reconstruction_error(images, out.log_masks, out.components,
+                                          self.pixel_std)
+
+    def build_for_images(self):
+        """Creates every variable by one inference pass on a zero image."""
+        self(tf.zeros([1, self.image_size, self.image_size, 3]), training=False)
+        return self
+
+    def get_config(self):
+        return {
+            "image_size": self.image_size,
+            "num_slots": self.num_slots,
+            "mask_latent_size": self.mask_latent_size,
+            "pixel_std": self.pixel_std,
+        }
+
+
+class Genesis(_SequentialSlotModel):
+    """GENESIS: separate mask and component latents, two-stage decoding.
+
+    >>> model = Genesis(image_size=64, num_slots=7)
+    >>> out = model(images, training=True)        # images [B, 64, 64, 3] in [0, 1]
+    >>> terms = model.loss_terms(images, out)     # {'err', 'kl_m', 'kl_l'}: each [B]
+    >>> scenes = model.sample(batch_size=8, seed=0)
+    """
+
+    def __init__(self, image_size=64, num_slots=7, mask_latent_size=64, comp_latent_size=16,
+                 pixel_std=0.7, **kwargs):
+        super().__init__(image_size=image_size, num_slots=num_slots,
+                         mask_latent_size=mask_latent_size, pixel_std=pixel_std, **kwargs)
+        self.comp_latent_size = comp_latent_size
+        self.component_vae = ComponentVAE(image_size, comp_latent_size, name="component_vae")
+        self.component_prior = ComponentPrior(comp_latent_size, name="component_prior")
+
+    def call(self, images, training=False, num_slots=None, deterministic=False, seed=None):
+        """Decomposes images [B, H, W, 3] into K slots; returns a SceneOutput.
+
+        num_slots: run more (or fewer) slots than configured, e.g. at test time.
+        deterministic: use posterior means instead of samples (features, evaluation).
+        seed: int for reproducible posterior samples.
+        """
+        images = tf.cast(images, tf.float32)  # a mixed policy autocasts call inputs
+        self._check_images(images)
+        num_slots = _check_slots(num_slots or self.num_slots)
+        noise = _RandomNormal(seed)
+        batch = tf.shape(images)[0]
+        size = self.image_size
+
+        z_mask, mask_mean, mask_scale = self._infer_mask_latents(
+            images, num_slots, training, deterministic, noise)
+        mask_logits, log_masks = self._decode_masks(z_mask, training)
+
+        # Component VAE on all B·K (mask, image) pairs at once.
+        flat_log_masks = tf.reshape(log_masks, [-1, size, size, 1])  # [B·K, H, W, 1]
+        flat_images = tf.repeat(images, num_slots, axis=0)  # [B·K, H, W, 3], slot-minor
+        comp_mean, comp_scale = self.component_vae.encode(flat_log_masks, flat_images)
+        comp_mean, comp_scale = _f32(comp_mean), _f32(comp_scale)
+        z_comp = comp_mean if deterministic else comp_mean + comp_scale * noise(
+            tf.shape(comp_mean))
+        components = _f32(self.component_vae.decode(z_comp))
+        components = tf.reshape(components, [batch, num_slots, size, size, 3])
+        recon = tf.reduce_sum(tf.exp(log_masks) * components, axis=1)
+
+        mask_prior_mean, mask_prior_scale = self._mask_prior_params(z_mask)
+        comp_prior_mean, comp_prior_scale = self.component_prior(
+            tf.reshape(z_mask, [-1, self.mask_latent_size]))
+
+        def per_slot(t):  # [B·K, D] -> [B, K, D]
+            return tf.reshape(_f32(t), [batch, num_slots, -1])
+
+        return SceneOutput(
+            recon=recon,
+            log_masks=log_masks,
+            components=components,
+            z_mask=z_mask,
+            z_comp=per_slot(z_comp),
+            mask_logits=mask_logits,
+            mask_mean=mask_mean,
+            mask_scale=mask_scale,
+            mask_prior_mean=mask_prior_mean,
+            mask_prior_scale=mask_prior_scale,
+            comp_mean=per_slot(comp_mean),
+            comp_scale=per_slot(comp_scale),
+            comp_prior_mean=per_slot(comp_prior_mean),
+            comp_prior_scale=per_slot(comp_prior_scale),
+        )
+
+    def loss_terms(self, images, out):
+        """{'err', 'kl_m', 'kl_l'}, each [B] in nats; −ELBO = err + kl_m + kl_l."""
+        posterior = dists.diagonal_gaussian(out.comp_mean, out.comp_scale)
+        prior = dists.diagonal_gaussian(out.comp_prior_mean, out.comp_prior_scale)
+        kl_l = tf.reduce_sum(dists.monte_carlo_kl(out.z_comp, posterior, prior), axis=1)
+        return {
+            "err": self.reconstruction_error(images, out),
+            "kl_m": self._mask_kl(out),
+            "kl_l": kl_l,
+        }
+
+    def sample(self, batch_size=8, seed=None, num_slots=None):
+        """Generates scenes slot by slot from the priors; returns a SceneOutput."""
+        num_slots = _check_slots(num_slots or self.num_slots)
+        noise = _RandomNormal(seed)
+        batch_size = tf.convert_to_tensor(batch_size, tf.int32)
+        size = self.image_size
+        z_mask = self._sample_mask_latents(batch_size, num_slots, noise)
+        mask_logits, log_masks = self._decode_masks(z_mask, training=False)
+        prior_mean, prior_scale = self.component_prior(
+            tf.reshape(z_mask, [-1, self.mask_latent_size]))
+        prior_mean, prior_scale = _f32(prior_mean), _f32(prior_scale)
+        z_comp = prior_mean + prior_scale * noise(tf.shape(prior_mean))
+        components = _f32(self.component_vae.decode(z_comp))
+        components = tf.reshape(components, [batch_size, num_slots, size, size, 3])
+        recon = tf.reduce_sum(tf.exp(log_masks) * components, axis=1)
+        return SceneOutput(
+            recon=recon,
+            log_masks=log_masks,
+            components=components,
+            z_mask=z_mask,
+            z_comp=tf.reshape(z_comp, [batch_size, num_slots, self.comp_latent_size]),
+            mask_logits=mask_logits,
+        )
+
+    def features(self, images, num_slots=None):
+        """Latent representation for probes: posterior means of z^m and z^c of all slots,
+        concatenated: [B, K·(Dm + Dc)]."""
+        out = self(images, training=False, num_slots=num_slots, deterministic=True)
+        batch = tf.shape(out.z_mask)[0]
+        return tf.concat([tf.reshape(out.mask_mean, [batch, -1]),
+                          tf.reshape(out.comp_mean, [batch, -1])], axis=1)
+
+    def get_config(self):
+        return {**super().get_config(), "comp_latent_size": self.comp_latent_size}
+
+
+class GenesisS(_SequentialSlotModel):
+    """GENESIS-S: one latent per slot decoded into both its mask logits and its component."""
+
+    def __init__(self, image_size=64, num_slots=7, latent_size=64, pixel_std=0.7, **kwargs):
+        super().__init__(image_size=image_size, num_slots=num_slots,
+                         mask_latent_size=latent_size, pixel_std=pixel_std, **kwargs)
+        self.component_decoder = BroadcastDecoder(image_size, out_channels=3, filters=32,
+                                                  name="component_decoder")
+
+    def _components(self, z, batch, num_slots):
+        size = self.image_size
+        flat = tf.reshape(z, [-1, self.mask_latent_size])
+        components = _f32(self.component_decoder(flat))
+        return tf.reshape(components, [batch, num_slots, size, size, 3])
+
+    def call(self, images, training=False, num_slots=None, deterministic=False, seed=None):
+        """As Genesis.call; z_comp is None (the single latent is z_mask)."""
+        images = tf.cast(images, tf.float32)  # a mixed policy autocasts call inputs
+        self._check_images(images)
+        num_slots = _check_slots(num_slots or self.num_slots)
+        noise = _RandomNormal(seed)
+        batch = tf.shape(images)[0]
+        z, mean, scale = self._infer_mask_latents(images, num_slots, training,
+                                                  deterministic, noise)
+        mask_logits, log_masks = self._decode_masks(z, training)
+        components = self._components(z, batch, num_slots)
+        recon = tf.reduce_sum(tf.exp(log_masks) * components, axis=1)
+        prior_mean, prior_scale = self._mask_prior_params(z)
+        return SceneOutput(
+            recon=recon,
+            log_masks=log_masks,
+            components=components,
+            z_mask=z,
+            mask_logits=mask_logits,
+            mask_mean=mean,
+            mask_scale=scale,
+            mask_prior_mean=prior_mean,
+            mask_prior_scale=prior_scale,
+        )
+
+    def loss_terms(self, images, out):
+        """{'err', 'kl_m', 'kl_l'} each [B]; kl_l is 0 (no component latents)."""
+        kl_m = self._mask_kl(out)
+        return {
+            "err": self.reconstruction_error(images, out),
+            "kl_m": kl_m,
+            "kl_l": tf.zeros_like(kl_m),
+        }
+
+    def sample(self, batch_size=8, seed=None, num_slots=None):
+        num_slots = _check_slots(num_slots or self.num_slots)
+        noise = _RandomNormal(seed)
+        batch_size = tf.convert_to_tensor(batch_size, tf.int32)
+        z = self._sample_mask_latents(batch_size, num_slots, noise)
+        mask_logits, log_masks = self._decode_masks(z, training=False)
+        components = self._components(z, batch_size, num_slots)
+        recon = tf.reduce_sum(tf.exp(log_masks) * components, axis=1)
+        return SceneOutput(recon=recon, log_masks=log_masks, components=components,
+                           z_mask=z, mask_logits=mask_logits)
+
+    def features(self, images, num_slots=None):
+        """Posterior means of all slot latents: [B, K·Dm]."""
+        out = self(images, training=False, num_slots=num_slots, deterministic=True)
+        return tf.reshape(out.mask_mean, [tf.shape(out.mask_mean)[0], -1])
+
+
+def _f32(t):
+    return ops.cast(t, "float32")
+
+
+def _check_slots(num_slots):
+    if not isinstance(num_slots, int) or num_slots < 2:
+        raise ValueError(
+            f"num_slots must be a Python int >= 2 (one scope split at least), got {num_slots!r}"
+        )
+    return num_slots

@@ -1,0 +1,138 @@
+"""Layers against direct NumPy implementations of the reference's (PyTorch's) semantics."""
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from genesis_tf.layers import (
+    BroadcastDecoder,
+    GatedConv2D,
+    MaskDecoder,
+    MaskEncoder,
+    StickBreaking,
+)
+
+
+def conv2d_reference(x, kernel, bias, stride, pad):
+    """PyTorch Conv2d semantics: zeros `pad` on every side, then strided correlation.
+    x [H, W, Cin], kernel [kh, kw, Cin, Cout]."""
+    x = np.pad(x, ((pad, pad), (pad, pad), (0, 0)))
+    kh, kw = kernel.shape[:2]
+    out_h = (x.shape[0] - kh) // stride + 1
+    out_w = (x.shape[1] - kw) // stride + 1
+    out = np.zeros((out_h, out_w, kernel.shape[-1]))
+    for i in range(out_h):
+        for j in range(out_w):
+            patch = x[i * stride:i * stride + kh, j * stride:j * stride + kw]
+            out[i, j] = np.tensordot(patch, kernel, axes=3)
+    return out + bias
+
+
+def conv_transpose2d_reference(x, kernel, bias, stride, pad, output_pad):
+    """PyTorch ConvTranspose2d semantics. x [H, W, Cin], kernel [kh, kw, Cout, Cin]."""
+    kh, kw, cout, _ = kernel.shape
+    h, w = x.shape[:2]
+    full = np.zeros(((h - 1) * stride + kh + output_pad, (w - 1) * stride + kw + output_pad,
+                     cout))
+    for i in range(h):
+        for j in range(w):
+            full[i * stride:i * stride + kh, j * stride:j * stride + kw] += np.tensordot(
+                kernel, x[i, j], axes=([3], [0]))
+    out_h = (h - 1) * stride - 2 * pad + kh + output_pad
+    out_w = (w - 1) * stride - 2 * pad + kw + output_pad
+    return full[pad:pad + out_h, pad:pad + out_w] + bias
+
+
+def sigmoid(x):
+    return 1 / (1 + np.exp(-x))
+
+
+@pytest.mark.parametrize("stride", [1, 2])
+def test_gated_conv_matches_pytorch_padding(stride):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(1, 8, 8, 3)).astype(np.float32)
+    layer = GatedConv2D(4, 5, strides=stride, padding=2, normalize=False)
+    layer(x)
+    kernel = layer.conv.kernel.numpy()
+    bias = rng.normal(size=(8,)).astype(np.float32)
+    layer.conv.bias.assign(bias)
+    got = layer(x).numpy()[0]
+    full = conv2d_reference(x[0], kernel, bias, stride, 2)
+    expected = full[..., :4] * sigmoid(full[..., 4:])
+    assert got.shape == (8 // stride, 8 // stride, 4)
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+
+
+@pytest.mark.parametrize("stride", [1, 2])
+def test_gated_transposed_conv_matches_pytorch_padding(stride):
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(1, 4, 4, 3)).astype(np.float32)
+    layer = GatedConv2D(2, 5, strides=stride, padding=2, output_padding=stride - 1,
+                        transpose=True, normalize=False)
+    layer(x)
+    kernel = layer.conv.kernel.numpy()
+    bias = rng.normal(size=(4,)).astype(np.float32)
+    layer.conv.bias.assign(bias)
+    got = layer(x).numpy()[0]
+    full = conv_transpose2d_reference(x[0], kernel, bias, stride, 2, stride - 1)
+    expected = full[..., :2] * sigmoid(full[..., 2:])
+    assert got.shape == (4 * stride, 4 * stride, 2)
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+
+
+def test_gated_conv_normalises_both_halves_in_training():
+    x = tf.random.stateless_normal([8, 6, 6, 2], seed=[1, 1]) * 5 + 3
+    layer = GatedConv2D(3, 3, padding=1)
+    y = layer(x, training=True)
+    conv = layer.conv(layer.pad(x))
+    h, g = tf.split(conv, 2, axis=-1)
+
+    def standardise(t):
+        mean, var = tf.nn.moments(t, axes=[0, 1, 2])
+        return (t - mean) / tf.sqrt(var + 1e-5)
+
+    expected = standardise(h) * tf.sigmoid(standardise(g))
+    np.testing.assert_allclose(y.numpy(), expected.numpy(), atol=1e-4)
+    assert layer.h_norm.epsilon == 1e-5 and layer.h_norm.momentum == pytest.approx(0.9)
+
+
+def test_stick_breaking_equals_the_product_formula():
+    rng = np.random.default_rng(2)
+    logits = rng.normal(size=(2, 4, 3, 3, 1)).astype(np.float32) * 3
+    log_masks, log_scopes = StickBreaking()(logits)
+    s = sigmoid(logits.astype(np.float64))
+    scope = np.ones((2, 3, 3, 1))
+    masks = []
+    for k in range(4):
+        masks.append(scope * s[:, k])
+        scope = scope * (1 - s[:, k])
+    masks.append(scope)
+    np.testing.assert_allclose(np.exp(log_masks.numpy()), np.stack(masks, 1), atol=1e-6)
+    np.testing.assert_allclose(np.exp(log_masks.numpy()).sum(1), 1.0, atol=1e-6)
+    assert log_scopes.shape == (2, 5, 3, 3, 1)
+
+
+def test_stick_breaking_is_stable_for_extreme_logits():
+    log_masks, _ = StickBreaking()(tf.constant([[[[[80.0]]], [[[-80.0]]]]]))
+    assert np.all(np.isfinite(log_masks.numpy()))
+    np.testing.assert_allclose(tf.reduce_logsumexp(log_masks, 1).numpy(), 0.0, atol=1e-6)
+
+
+@pytest.mark.parametrize("size", [32, 64, 128, 256])
+def test_mask_encoder_and_decoder_sizes(size):
+    features = MaskEncoder(size)(tf.zeros([1, size, size, 3]))
+    assert features.shape == (1, 256)
+    logits = MaskDecoder(size)(tf.zeros([2, 64]))
+    assert logits.shape == (2, size, size, 1)
+
+
+def test_broadcast_decoder_coordinates_and_size():
+    decoder = BroadcastDecoder(8, out_channels=3, output_activation=None)
+    z = tf.zeros([2, 5])
+    out = decoder(z)
+    assert out.shape == (2, 8, 8, 3)
+    # With z = 0 the output depends only on the coordinate grid: rows differ, and the
+    # grid is the reference's ij meshgrid (first channel varies along H).
+    first_conv = decoder.convs[0]
+    assert first_conv.kernel.shape[2] == 5 + 2
+    assert not np.allclose(out.numpy()[0, 0], out.numpy()[0, -1])
+    np.testing.assert_allclose(out.numpy()[0], out.numpy()[1])
