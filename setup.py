@@ -17,6 +17,7 @@ INSTALL_REQUIRES = [
     "importlib_resources",
     "numpy>=1.26,<3",
     "absl-py>=2.1",
+    "tensorboard>=2.20",  # tf.summary needs it; tensorflow 2.21 no longer pulls it in
     "gin-config>=0.5,<0.6",
     "matplotlib>=3.8",
     "pillow>=10",

@@ -1,1 +1,7 @@
-"""TFDS builders for the GENESIS datasets; importing this package registers them."""
+"""TFDS builders for the GENESIS datasets; importing this package registers them.
+
+    import tensorflow_datasets as tfds
+    import tfds_builders  # noqa: F401
+    ds = tfds.load("multi_dsprites/offline_colored", split="train")
+"""
+from tfds_builders.multi_dsprites import multi_dsprites_dataset_builder  # noqa: F401

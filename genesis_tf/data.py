@@ -1,0 +1,190 @@
+"""Input pipelines: TFDS splits -> batched float32 images in [0, 1] at the model's size.
+
+Datasets are named as TFDS names with an optional config, e.g.
+``multi_dsprites/offline_colored``, ``gqn_rooms_ring_camera``, ``shapestacks``, plus
+``synthetic``: coloured rectangles on a coloured background generated on the fly (no
+preparation; for tests and smoke runs).
+
+Resizing happens here, not in the builders. Training batches are shuffled, repeated,
+batched with drop_remainder and prefetched; with a ``tf.distribute.InputContext`` the data
+is sharded per input pipeline and batched per replica.
+"""
+import os
+
+import tensorflow as tf
+
+SYNTHETIC = "synthetic"
+BUILDER_FOLDERS = {
+    "multi_dsprites": "multi_dsprites",
+    "gqn_rooms_ring_camera": "gqn_rooms_ring_camera",
+    "shapestacks": "shapestacks",
+}
+
+
+class DatasetNotPreparedError(RuntimeError):
+    """The requested TFDS dataset has not been built into data_dir."""
+
+
+def _split_name(name):
+    base, _, config = name.partition("/")
+    return base, (config or None)
+
+
+def build_command(name, data_dir=None):
+    """The command that prepares `name` (used in error messages and docs)."""
+    base, config = _split_name(name)
+    parts = ["python -m genesis_tf.build_dataset build", f"tfds_builders/{base}"]
+    if config:
+        parts.append(f"--config={config}")
+    if data_dir:
+        parts.append(f"--data_dir={data_dir}")
+    return " ".join(parts)
+
+
+def builder(name, data_dir=None):
+    """The TFDS builder of a prepared dataset; DatasetNotPreparedError if it is absent."""
+    import tensorflow_datasets as tfds
+
+    import tfds_builders  # noqa: F401  (registers the builders)
+
+    base, _ = _split_name(name)
+    if base not in BUILDER_FOLDERS:
+        raise ValueError(
+            f"unknown dataset {name!r}; choose one of {sorted(BUILDER_FOLDERS)} "
+            f"(optionally with /<config>) or {SYNTHETIC!r}"
+        )
+    b = tfds.builder(name, data_dir=data_dir)
+    if not b.is_prepared():
+        where = data_dir or os.environ.get("TFDS_DATA_DIR") or "~/tensorflow_datasets"
+        raise DatasetNotPreparedError(
+            f"dataset {name!r} is not prepared in {where}. Build it first with:\n"
+            f"    {build_command(name, data_dir)}\n"
+            "(see BUILD.md, section Datasets, for sources and manual downloads)"
+        )
+    return b
+
+
+def prepare(name, data_dir=None, manual_dir=None):
+    """Builds `name` into data_dir unless it is there already; returns the builder."""
+    import tensorflow_datasets as tfds
+
+    import tfds_builders  # noqa: F401
+
+    b = tfds.builder(name, data_dir=data_dir)
+    if not b.is_prepared():
+        print(f"Preparing {name} in {b.data_dir} ...", flush=True)
+        config = tfds.download.DownloadConfig(manual_dir=manual_dir)
+        b.download_and_prepare(download_config=config)
+    return b
+
+
+def to_float_images(images, image_size):
+    """uint8 or float images [..., H, W, 3] -> float32 [..., S, S, 3] in [0, 1]."""
+    if images.dtype == tf.uint8:
+        images = tf.cast(images, tf.float32) / 255.0
+    else:
+        images = tf.cast(images, tf.float32)
+    if images.shape[-3] != image_size or images.shape[-2] != image_size:
+        images = tf.image.resize(images, [image_size, image_size], antialias=True)
+        images = tf.clip_by_value(images, 0.0, 1.0)
+    return images
+
+
+def synthetic_scene(index, image_size, seed=0):
+    """A reproducible random scene: 1–3 axis-aligned coloured rectangles on a background.
+
+    Returns dict(image float32 [S, S, 3], instance_ids int32 [S, S]).
+    """
+    key = tf.stack([tf.cast(seed, tf.int64), tf.cast(index, tf.int64)])
+    levels = tf.random.stateless_uniform([4, 3], key, maxval=5, dtype=tf.int32)
+    colours = tf.cast(levels, tf.float32) / 4.0  # 5 levels per channel, as Multi-dSprites
+    boxes = tf.random.stateless_uniform([3, 4], key + 1, minval=0.0, maxval=1.0)
+    count = tf.random.stateless_uniform([], key + 2, minval=1, maxval=4, dtype=tf.int32)
+    grid = (tf.range(image_size, dtype=tf.float32) + 0.5) / image_size
+    image = tf.broadcast_to(colours[0], [image_size, image_size, 3])
+    ids = tf.zeros([image_size, image_size], tf.int32)
+    for k in range(3):
+        top, left = boxes[k, 0] * 0.7, boxes[k, 1] * 0.7
+        height, width = 0.15 + boxes[k, 2] * 0.3, 0.15 + boxes[k, 3] * 0.3
+        rows = (grid >= top) & (grid < top + height)
+        cols = (grid >= left) & (grid < left + width)
+        inside = rows[:, None] & cols[None, :] & (k < count)
+        image = tf.where(inside[..., None], colours[k + 1], image)
+        ids = tf.where(inside, k + 1, ids)
+    return {"image": image, "instance_ids": ids}
+
+
+def _synthetic(image_size, seed):
+    return tf.data.Dataset.range(2**62).map(
+        lambda i: synthetic_scene(i, image_size, seed), num_parallel_calls=tf.data.AUTOTUNE
+    )
+
+
+def _tfds_split(name, split, data_dir, shuffle_files, input_context, seed):
+    import tensorflow_datasets as tfds
+
+    b = builder(name, data_dir)
+    if split not in b.info.splits:
+        raise ValueError(f"{name} has no split {split!r}; it has {sorted(b.info.splits)}")
+    read_config = tfds.ReadConfig(
+        input_context=input_context,
+        shuffle_seed=seed,
+        interleave_cycle_length=4,
+    )
+    return b.as_dataset(split=split, shuffle_files=shuffle_files, read_config=read_config)
+
+
+def train_dataset(name, image_size, global_batch_size, split="train", data_dir=None,
+                  seed=None, shuffle=True, repeat=True, input_context=None,
+                  shuffle_buffer=10_000):
+    """Training batches: dicts {"image": float32 [b, S, S, 3]}, b per replica with an
+    input_context (the global batch otherwise). Deterministic when `seed` is set."""
+    batch = global_batch_size
+    if input_context is not None:
+        batch = input_context.get_per_replica_batch_size(global_batch_size)
+    if name == SYNTHETIC:
+        ds = _synthetic(image_size, seed or 0)
+        if input_context is not None:
+            ds = ds.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
+        ds = ds.map(lambda ex: {"image": ex["image"]})
+    else:
+        ds = _tfds_split(name, split, data_dir, shuffle, input_context, seed)
+        ds = ds.map(lambda ex: {"image": to_float_images(ex["image"], image_size)},
+                    num_parallel_calls=tf.data.AUTOTUNE)
+        if shuffle:
+            ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+        if repeat:
+            ds = ds.repeat()
+    ds = ds.batch(batch, drop_remainder=True)
+    options = tf.data.Options()
+    options.deterministic = seed is not None
+    return ds.with_options(options).prefetch(tf.data.AUTOTUNE)
+
+
+def eval_dataset(name, image_size, batch_size, split="test", data_dir=None, max_examples=None):
+    """Evaluation batches in file order: "image" plus "instance_ids" int32 [b, H, W] and
+    labels where the dataset has them. drop_remainder=False, no shuffle, no repeat."""
+    if name == SYNTHETIC:
+        ds = _synthetic(image_size, seed=12345).take(max_examples or 256)
+    else:
+        ds = _tfds_split(name, split, data_dir, False, None, None)
+        if max_examples:
+            ds = ds.take(max_examples)
+
+        def convert(ex):
+            out = {"image": to_float_images(ex["image"], image_size)}
+            if "instance_ids" in ex:
+                ids = tf.cast(ex["instance_ids"], tf.int32)
+                if ids.shape.rank == 3:
+                    ids = ids[..., 0]
+                if ids.shape[0] != image_size:
+                    ids = tf.image.resize(ids[..., None], [image_size, image_size],
+                                          method="nearest")[..., 0]
+                out["instance_ids"] = ids
+            for key in ("num_objects", "stable", "height", "view"):
+                if key in ex:
+                    out[key] = ex[key]
+            return out
+
+        ds = ds.map(convert, num_parallel_calls=tf.data.AUTOTUNE)
+    return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)

@@ -1,0 +1,109 @@
+"""The training loop: replicas, resumption, guards, summaries."""
+import glob
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from training_helpers import parse
+
+from genesis_tf.models import Genesis
+from genesis_tf.training import TrainingDivergedError, train
+
+
+def _checkpoint_values(path):
+    reader = tf.train.load_checkpoint(path)
+    values = {}
+    dtypes = reader.get_variable_to_dtype_map()
+    for name in reader.get_variable_to_shape_map():
+        if not (dtypes[name].is_floating or dtypes[name].is_integer or dtypes[name].is_bool):
+            continue  # the object graph and the input pipeline's variant state
+        value = np.asarray(reader.get_tensor(name))
+        if value.dtype.kind in "fiub" and "save_counter" not in name:
+            values[name] = value
+    return values
+
+
+def test_two_replicas_and_one_device_take_the_same_step(tmp_path, clean_gin):
+    reference = Genesis(image_size=32, num_slots=3).build_for_images()
+    initial = [v.numpy() for v in reference.weights]
+
+    def same_start(image_size):
+        model = Genesis(image_size=image_size, num_slots=3).build_for_images()
+        model.set_weights(initial)
+        return model
+
+    # Adam's first step is lr·sign(g) for |g| >> ε, which flips on rounding noise where
+    # g ≈ 0; a large ε makes the step proportional to g, so a wrong gradient shows.
+    parse(bindings=["train.num_steps = 1", "train.deterministic_posterior = True",
+                    "train.learning_rate = 1e-2", "train.adam_epsilon = 1.0"])
+    one = train(str(tmp_path / "one"), model=same_start, strategy="default")
+    two = train(str(tmp_path / "two"), model=same_start, strategy="mirrored_cpu:2")
+    a, b = _checkpoint_values(one.checkpoint), _checkpoint_values(two.checkpoint)
+    assert a.keys() == b.keys()
+    compared = 0
+    for name in a:
+        if "_variables/" in name and "_trainable_variables/" not in name:
+            continue  # Adam's moments: raw gradients, where summation order shows
+        # weights, batch-norm statistics, β, err_ema, step
+        np.testing.assert_allclose(a[name], b[name], atol=1e-5, rtol=1e-5, err_msg=name)
+        compared += 1
+    assert compared > 100
+    # The step moved the weights, and both runs moved them the same way.
+    moved = [not np.allclose(w0, w1) for w0, w1 in zip(initial, one.model.get_weights(),
+                                                         strict=True)]
+    assert sum(moved) > len(moved) // 2
+    assert a["geco/beta/.ATTRIBUTES/VARIABLE_VALUE"] != 1.0
+
+
+def test_stopping_and_resuming_equals_an_uninterrupted_run(tmp_path, clean_gin):
+    parse(bindings=["train.seed = 7"])
+    tf.keras.utils.set_random_seed(3)
+    train(str(tmp_path / "resumed"), num_steps=3)
+    resumed = train(str(tmp_path / "resumed"), num_steps=6)
+    tf.keras.utils.set_random_seed(3)
+    straight = train(str(tmp_path / "straight"), num_steps=6)
+    assert resumed.step == straight.step == 6
+    a = _checkpoint_values(resumed.checkpoint)
+    b = _checkpoint_values(straight.checkpoint)
+    assert a.keys() == b.keys()
+    assert any("optimizer" in k for k in a) and any("geco/err_ema" in k for k in a)
+    for name in a:
+        np.testing.assert_allclose(a[name], b[name], rtol=1e-5, atol=1e-6, err_msg=name)
+
+
+def test_divergence_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path, clean_gin):
+    parse()
+    good = train(str(tmp_path), num_steps=2)
+    with pytest.raises(TrainingDivergedError, match="diverged at step 3.*ckpt-2"):
+        train(str(tmp_path), num_steps=4, max_elbo=1.0)
+    assert tf.train.latest_checkpoint(str(tmp_path)) == good.checkpoint
+
+
+def test_summaries_use_the_reference_names(tmp_path, clean_gin):
+    parse(bindings=["train.image_summary_every = 2"])
+    train(str(tmp_path), num_steps=2)
+    tags = set()
+    for path in glob.glob(os.path.join(str(tmp_path), "train", "events.*")):
+        for event in tf.compat.v1.train.summary_iterator(path):
+            tags.update(v.tag for v in event.summary.value)
+    for name in ("train/err", "train/kl_m", "train/kl_l", "train/elbo", "optim/beta",
+                 "optim/geco_err_ema", "images/input", "images/recon",
+                 "images/segmentation", "images/samples"):
+        assert name in tags, (name, sorted(tags))
+    config = (tmp_path / "operative_config.gin").read_text()
+    assert "train.batch_size = 4" in config and "NUM_SLOTS = 3" in config
+
+
+def test_progress_line(capsys):
+    from genesis_tf.training.progress import Progress, format_duration
+
+    progress = Progress(total_steps=1000)
+    progress.start(0)
+    line = progress.report(10, {"elbo": 2100.0, "err": 2000.0, "kl_m": 60.0, "kl_l": 40.0,
+                                "beta": 0.5})
+    for part in ("step      10/1000", "steps/s", "elbo     2100.0", "err     2000.0",
+                 "kl_m   60.00", "beta 5.000e-01", "ETA"):
+        assert part in line
+    assert line in capsys.readouterr().out
+    assert format_duration(90061) == "1d01h" and format_duration(61) == "1m01s"

@@ -1,0 +1,1 @@
+"""Coloured Multi-dSprites (GENESIS appendix A)."""
