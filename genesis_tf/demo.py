@@ -13,7 +13,7 @@ import time
 from absl import app, flags
 
 FLAGS = flags.FLAGS
-flags.DEFINE_float("minutes", 8.0, "Training time budget in minutes.")
+flags.DEFINE_float("minutes", 10.0, "Training time budget in minutes.")
 flags.DEFINE_string("output_dir", "demo_output", "Where the model and figures go.")
 flags.DEFINE_string("data_dir", None,
                     "TFDS data directory (default: <output_dir>/tensorflow_datasets).")

@@ -237,7 +237,7 @@ def train(
         if now - last_log >= log_every_seconds or done:
             progress.report(current, metrics)
             last_log = now
-        if chief and (_crossed(current, n, image_summary_every) or done):
+        if chief and image_summary_every and (_crossed(current, n, image_summary_every) or done):
             if preview is None:
                 preview = next(iter(data_lib.train_dataset(
                     dataset, image_size, 8, data_dir=data_dir, seed=0, shuffle=False)))["image"]
