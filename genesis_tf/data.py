@@ -21,6 +21,10 @@ BUILDER_FOLDERS = {
 }
 
 
+# The GENESIS reference centre-crops ShapeStacks' 224×224 renders to 196×196 before resizing.
+CENTRE_CROP = {"shapestacks": 196 / 224}
+
+
 class DatasetNotPreparedError(RuntimeError):
     """The requested TFDS dataset has not been built into data_dir."""
 
@@ -78,8 +82,16 @@ def prepare(name, data_dir=None, manual_dir=None):
     return b
 
 
-def to_float_images(images, image_size):
+def centre_crop(images, fraction):
+    """Keeps the central `fraction` of height and width of [..., H, W, C]."""
+    if fraction is None or fraction >= 1.0:
+        return images
+    return tf.image.central_crop(images, fraction)
+
+
+def to_float_images(images, image_size, crop=None):
     """uint8 or float images [..., H, W, 3] -> float32 [..., S, S, 3] in [0, 1]."""
+    images = centre_crop(images, crop)
     if images.dtype == tf.uint8:
         images = tf.cast(images, tf.float32) / 255.0
     else:
@@ -149,7 +161,8 @@ def train_dataset(name, image_size, global_batch_size, split="train", data_dir=N
         ds = ds.map(lambda ex: {"image": ex["image"]})
     else:
         ds = _tfds_split(name, split, data_dir, shuffle, input_context, seed)
-        ds = ds.map(lambda ex: {"image": to_float_images(ex["image"], image_size)},
+        crop = CENTRE_CROP.get(_split_name(name)[0])
+        ds = ds.map(lambda ex: {"image": to_float_images(ex["image"], image_size, crop)},
                     num_parallel_calls=tf.data.AUTOTUNE)
         if shuffle:
             ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
@@ -171,16 +184,14 @@ def eval_dataset(name, image_size, batch_size, split="test", data_dir=None, max_
         if max_examples:
             ds = ds.take(max_examples)
 
+        crop = CENTRE_CROP.get(_split_name(name)[0])
+
         def convert(ex):
-            out = {"image": to_float_images(ex["image"], image_size)}
+            out = {"image": to_float_images(ex["image"], image_size, crop)}
             if "instance_ids" in ex:
-                ids = tf.cast(ex["instance_ids"], tf.int32)
-                if ids.shape.rank == 3:
-                    ids = ids[..., 0]
-                if ids.shape[0] != image_size:
-                    ids = tf.image.resize(ids[..., None], [image_size, image_size],
-                                          method="nearest")[..., 0]
-                out["instance_ids"] = ids
+                ids = centre_crop(tf.cast(ex["instance_ids"], tf.int32), crop)  # [H, W, 1]
+                ids = tf.image.resize(ids, [image_size, image_size], method="nearest")
+                out["instance_ids"] = ids[..., 0]
             for key in ("num_objects", "stable", "height", "view"):
                 if key in ex:
                     out[key] = ex[key]

@@ -86,3 +86,10 @@ def test_tfds_eval_pipeline_has_instance_ids_and_labels(tiny_multi_dsprites):
     assert first["instance_ids"].dtype == tf.int32
     ids = first["instance_ids"].numpy()
     assert ids.max() <= 4 and np.all(first["num_objects"].numpy() >= ids.max(axis=(1, 2)))
+
+
+def test_shapestacks_is_centre_cropped_like_the_reference():
+    image = np.zeros((1, 224, 224, 3), np.uint8)
+    image[:, 14:210, 14:210] = 255  # the central 196x196 square
+    out = data.to_float_images(tf.constant(image), 64, data.CENTRE_CROP["shapestacks"])
+    np.testing.assert_allclose(out.numpy(), 1.0, atol=1e-6)

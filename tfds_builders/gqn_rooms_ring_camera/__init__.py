@@ -1,0 +1,1 @@
+"""GQN rooms_ring_camera frames (GENESIS appendix A)."""

@@ -1,0 +1,1 @@
+"""ShapeStacks renders with instance masks and stability labels (GENESIS appendix A)."""
