@@ -1,6 +1,6 @@
 # The README's two commands: `make demo` and `make test`. Each creates (or reuses) the
 # local virtual environment .venv and installs what it needs before running.
-PYTHON ?= python3.11
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
