@@ -146,7 +146,7 @@ def train(
         state["iterator"] = iterator
     checkpoint = tf.train.Checkpoint(**state)
     manager = tf.train.CheckpointManager(checkpoint, save_dir, max_to_keep=keep_checkpoints)
-    _restore(checkpoint, manager, model_dir)
+    restored = _restore(checkpoint, model_dir)
     if not trackable_input and int(step.numpy()):
         iterator = make_iterator(int(step.numpy()))
 
@@ -203,7 +203,7 @@ def train(
     current = int(step.numpy())
     progress.start(current)
     if current:
-        print(f"Resumed from {manager.latest_checkpoint} at step {current}.", flush=True)
+        print(f"Resumed from {restored} at step {current}.", flush=True)
     started, last_log, metrics = time.monotonic(), 0.0, {}
     last_time, last_step = started, current
 
@@ -260,10 +260,11 @@ def train(
     return TrainResult(net, current, metrics, model_dir, manager.latest_checkpoint)
 
 
-def _restore(checkpoint, manager, model_dir):
-    latest = manager.latest_checkpoint
+def _restore(checkpoint, model_dir):
+    """Restores the chief's latest checkpoint (every worker reads the same one)."""
+    latest = tf.train.latest_checkpoint(model_dir)
     if not latest:
-        return
+        return None
     try:
         checkpoint.restore(latest).assert_existing_objects_matched()
     except (AssertionError, ValueError, tf.errors.InvalidArgumentError) as error:
@@ -272,6 +273,7 @@ def _restore(checkpoint, manager, model_dir):
             f"configured model ({str(error).splitlines()[0][:300]}). Use a new --model_dir, "
             "or the gin configuration that model_dir/operative_config.gin records."
         ) from error
+    return latest
 
 
 def evaluate(net, dataset, image_size, batch_size, data_dir=None, num_batches=10,
