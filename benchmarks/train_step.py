@@ -5,10 +5,11 @@
     python benchmarks/train_step.py --quick               # a tiny configuration, seconds
 
 Prints a table and writes JSON (--json): per mode the median and min seconds per step over
---steps steps after --warmup steps, images/s, the step's floating-point operations counted
-by TensorFlow's profiler on the traced graph (ops with registered FLOP statistics: convs,
-transposed convs, matmuls, element-wise ops), the achieved GFLOP/s, peak RSS, and this
-machine's measured float32 matmul and 5x5-conv rates for comparison.
+--steps steps after --warmup steps, the first call's seconds (tracing + compiling), images/s,
+the step's floating-point operations counted analytically from the traced graph's conv and
+matmul shapes (flops.py; TensorFlow's profiler count is printed next to it), the achieved
+GFLOP/s, peak RSS, and this machine's measured conv and matmul rates, so the gap to the
+floor (FLOPs / measured 5x5 conv rate) is visible.
 """
 import argparse
 import json
@@ -21,6 +22,7 @@ import time
 import keras
 import numpy as np
 import tensorflow as tf
+from flops import count_flops, profiled_flops
 
 from genesis_tf.geco import GECO
 from genesis_tf.models import Genesis, GenesisS
@@ -31,15 +33,31 @@ def peak_rss_gb():
 
 
 def machine_rates(repeats=5):
-    """Measured float32 GFLOP/s of a 2048² matmul and a 5x5 conv (32x32x64 -> 64, batch 64)."""
+    """Measured GFLOP/s of this machine on the step's kinds of arithmetic (best of repeats).
+
+    matmul: 2048² float32; conv5x5: 32x32x64 -> 64, batch 64; conv3x3_c32: 64x64x32 -> 32,
+    batch 64; tconv5x5_s2: stride-2 transposed 16x16x64 -> 32x32x64, batch 64;
+    conv5x5_bf16: conv5x5 in bfloat16.
+    """
     a = tf.random.normal([2048, 2048])
     x = tf.random.normal([64, 32, 32, 64])
     k = tf.random.normal([5, 5, 64, 64])
-    matmul = tf.function(lambda: tf.matmul(a, a))
-    conv = tf.function(lambda: tf.nn.conv2d(x, k, 1, "SAME"))
+    x3 = tf.random.normal([64, 64, 64, 32])
+    k3 = tf.random.normal([3, 3, 32, 32])
+    xt = tf.random.normal([64, 16, 16, 64])
+    xb, kb = tf.cast(x, tf.bfloat16), tf.cast(k, tf.bfloat16)
+    conv_flops = 2 * 64 * 32 * 32 * 25 * 64 * 64
     rates = {}
-    for name, fn, flops in (("matmul", matmul, 2 * 2048**3),
-                            ("conv5x5", conv, 2 * 64 * 32 * 32 * 25 * 64 * 64)):
+    for name, fn, flops in (
+        ("matmul", tf.function(lambda: tf.matmul(a, a)), 2 * 2048**3),
+        ("conv5x5", tf.function(lambda: tf.nn.conv2d(x, k, 1, "SAME")), conv_flops),
+        ("conv3x3_c32", tf.function(lambda: tf.nn.conv2d(x3, k3, 1, "SAME")),
+         2 * 64 * 64 * 64 * 9 * 32 * 32),
+        ("tconv5x5_s2", tf.function(
+            lambda: tf.nn.conv2d_transpose(xt, k, [64, 32, 32, 64], 2, "SAME")),
+         2 * 64 * 16 * 16 * 25 * 64 * 64),
+        ("conv5x5_bf16", tf.function(lambda: tf.nn.conv2d(xb, kb, 1, "SAME")), conv_flops),
+    ):
         fn()
         times = []
         for _ in range(repeats):
@@ -67,14 +85,13 @@ def make_step(model, geco, optimizer, images, mode):
     return tf.function(step, jit_compile=(mode == "xla"))
 
 
-def profiled_flops(fn):
-    """FLOPs of one call of a tf.function, from TensorFlow's profiler."""
-    from tensorflow.python.profiler import model_analyzer, option_builder
+def forward_flops(model, images):
+    """Analytical FLOPs of the forward pass and loss terms alone (no gradients)."""
+    def forward():
+        out = model(images, training=True)
+        return model.loss_terms(images, out)["err"]
 
-    graph = fn.get_concrete_function().graph
-    options = option_builder.ProfileOptionBuilder.float_operation()
-    options["output"] = "none"
-    return model_analyzer.profile(graph, options=options).total_float_ops
+    return sum(count_flops(tf.function(forward).get_concrete_function()).values())
 
 
 def run(args):
@@ -85,6 +102,7 @@ def run(args):
     cls = GenesisS if args.model == "genesis_s" else Genesis
     rows, flops = [], None
     rates = machine_rates()
+    flops_info = {}
     for mode in args.modes.split(","):
         tf.keras.utils.set_random_seed(0)
         model = cls(image_size=args.image_size, num_slots=args.num_slots).build_for_images()
@@ -93,9 +111,18 @@ def run(args):
         geco = GECO.for_image(args.image_size, args.image_size)
         images = tf.random.uniform([args.batch_size, args.image_size, args.image_size, 3])
         step = make_step(model, geco, optimizer, images, mode)
-        if flops is None and mode != "eager":
-            flops = profiled_flops(step)
-        for _ in range(args.warmup):
+        if flops is None:
+            graph_step = step if mode != "eager" else tf.function(step)
+            concrete = graph_step.get_concrete_function()
+            by_op = count_flops(concrete)
+            flops = sum(by_op.values())
+            flops_info = {"analytical_by_op": by_op,
+                          "analytical_forward": forward_flops(model, images),
+                          "profiler": profiled_flops(concrete)}
+        start = time.perf_counter()
+        step().numpy()
+        first_call = time.perf_counter() - start
+        for _ in range(args.warmup - 1):
             step().numpy()
         times = []
         for _ in range(args.steps):
@@ -104,12 +131,14 @@ def run(args):
             times.append(time.perf_counter() - start)
         median = statistics.median(times)
         rows.append({
-            "mode": mode, "median_s": median, "min_s": min(times),
+            "mode": mode, "median_s": median, "min_s": min(times), "first_call_s": first_call,
             "images_per_s": args.batch_size / median,
             "gflops_per_s": (flops / median / 1e9) if flops else None,
             "peak_rss_gb": peak_rss_gb(),
         })
-    return {"config": vars(args), "flops_per_step": flops, "machine_gflops": rates,
+    floor_rate = rates["conv5x5_bf16" if args.policy == "mixed_bfloat16" else "conv5x5"]
+    return {"config": vars(args), "flops_per_step": flops, "flops": flops_info,
+            "floor_s": flops / floor_rate / 1e9, "machine_gflops": rates,
             "load_avg": os.getloadavg()[0], "tf": tf.__version__, "rows": rows}
 
 
@@ -120,7 +149,7 @@ def main():
     parser.add_argument("--num_slots", type=int, default=7)
     parser.add_argument("--batch_size", type=int, default=32)
     parser.add_argument("--steps", type=int, default=10)
-    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--warmup", type=int, default=2, help="untimed steps (>= 1)")
     parser.add_argument("--modes", default="function")
     parser.add_argument("--policy", default="float32",
                         choices=["float32", "mixed_bfloat16", "mixed_float16"])
@@ -131,20 +160,23 @@ def main():
     if args.quick:
         args.image_size, args.num_slots, args.batch_size = 32, 3, 2
         args.steps, args.warmup = 2, 1
+    if args.warmup < 1:
+        parser.error("--warmup must be at least 1 (the first call traces the step)")
     result = run(args)
-    flops = result["flops_per_step"]
+    flops, info = result["flops_per_step"], result["flops"]
+    rates = result["machine_gflops"]
     print(f"\n{args.model} K={args.num_slots} {args.image_size}x{args.image_size} "
           f"batch {args.batch_size} {args.policy}; {args.threads} threads; "
-          f"load {result['load_avg']:.2f}; step = "
-          f"{flops / 1e9 if flops else float('nan'):.1f} GFLOP (TF profiler); machine: "
-          f"matmul {result['machine_gflops']['matmul']:.0f}, conv5x5 "
-          f"{result['machine_gflops']['conv5x5']:.0f} GFLOP/s")
-    print(f"{'mode':9s} {'median s':>9s} {'min s':>8s} {'img/s':>8s} {'GFLOP/s':>8s} "
-          f"{'RSS GB':>7s}")
+          f"load {result['load_avg']:.2f}")
+    print(f"step: {flops / 1e9:.1f} GFLOP analytical (convs + matmuls, forward "
+          f"{info['analytical_forward'] / 1e9:.1f}); TF profiler {info['profiler'] / 1e9:.1f}; "
+          f"floor {result['floor_s']:.2f} s at the 5x5 conv rate")
+    print("machine GFLOP/s: " + ", ".join(f"{k} {v:.0f}" for k, v in rates.items()))
+    print(f"{'mode':9s} {'median s':>9s} {'min s':>8s} {'1st s':>7s} {'img/s':>8s} "
+          f"{'GFLOP/s':>8s} {'RSS GB':>7s}")
     for r in result["rows"]:
-        gf = f"{r['gflops_per_s']:8.1f}" if r["gflops_per_s"] else f"{'-':>8s}"
-        print(f"{r['mode']:9s} {r['median_s']:9.3f} {r['min_s']:8.3f} "
-              f"{r['images_per_s']:8.2f} {gf} {r['peak_rss_gb']:7.2f}")
+        print(f"{r['mode']:9s} {r['median_s']:9.3f} {r['min_s']:8.3f} {r['first_call_s']:7.1f} "
+              f"{r['images_per_s']:8.2f} {r['gflops_per_s']:8.1f} {r['peak_rss_gb']:7.2f}")
     if args.json:
         pathlib.Path(args.json).write_text(json.dumps(result, indent=2, default=float))
     return result

@@ -4,21 +4,22 @@ One convolution produces 2·C channels, split into ``h`` (first C) and ``g`` (la
 ``out = BN_h(h) · sigmoid(BN_g(g))``, or ``h · sigmoid(g)`` without normalisation.
 Padding follows PyTorch's explicit convention (``padding`` zeros on every side;
 transposed convs crop ``padding`` and add ``output_padding`` at the end), because Keras'
-"same" padding places the extra row differently at stride 2.
+"same" padding places the extra row differently at stride 2. The convolutions take that
+padding as the op's explicit padding: no separate pad or crop op (and no gradient of one)
+per layer. The weights stay in ordinary Keras Conv2D / Conv2DTranspose layers, named as
+before.
 """
 import keras
+import tensorflow as tf
 from keras import ops
+
+from genesis_tf.layers.normalization import BatchNorm
 
 
 def batch_norm(name=None):
-    """Batch norm with PyTorch's constants (ε 1e-5, running-average weight 0.1).
-
-    ``synchronized=True`` keeps moving statistics identical across replicas under
-    tf.distribute; without it replica 0's copy drifts from the rest (PITFALLS.md).
-    """
-    return keras.layers.BatchNormalization(
-        momentum=0.9, epsilon=1e-5, synchronized=True, name=name
-    )
+    """Batch norm with PyTorch's constants (ε 1e-5, running-average weight 0.1), identical
+    across replicas under tf.distribute (PITFALLS.md)."""
+    return BatchNorm(momentum=0.9, epsilon=1e-5, name=name)
 
 
 class GatedConv2D(keras.layers.Layer):
@@ -38,6 +39,8 @@ class GatedConv2D(keras.layers.Layer):
         super().__init__(**kwargs)
         if transpose and output_padding >= max(strides, 1) and output_padding > 0:
             raise ValueError("output_padding must be smaller than the stride")
+        if transpose and output_padding > padding:
+            raise ValueError("output_padding larger than padding is not supported")
         self.filters = filters
         self.kernel_size = kernel_size
         self.strides = strides
@@ -45,34 +48,62 @@ class GatedConv2D(keras.layers.Layer):
         self.output_padding = output_padding
         self.transpose = transpose
         self.normalize = normalize
-        if transpose:
-            self.conv = keras.layers.Conv2DTranspose(
-                2 * filters, kernel_size, strides=strides, padding="valid", name="conv"
-            )
-            crop_end = padding - output_padding
-            if crop_end < 0:
-                raise ValueError("output_padding larger than padding is not supported")
-            self.crop = (
-                keras.layers.Cropping2D(((padding, crop_end), (padding, crop_end)))
-                if padding or crop_end
-                else None
-            )
-            self.pad = None
-        else:
-            self.conv = keras.layers.Conv2D(
-                2 * filters, kernel_size, strides=strides, padding="valid", name="conv"
-            )
-            self.pad = keras.layers.ZeroPadding2D(padding) if padding else None
-            self.crop = None
+        layer = keras.layers.Conv2DTranspose if transpose else keras.layers.Conv2D
+        self.conv = layer(2 * filters, kernel_size, strides=strides, padding="valid",
+                          name="conv")
         self.h_norm = batch_norm("h_norm") if normalize else None
         self.g_norm = batch_norm("g_norm") if normalize else None
 
+    def build(self, input_shape):
+        self.conv.build(input_shape)
+        out_shape = self.compute_output_shape(input_shape)
+        norm_shape = tuple(out_shape[:-1]) + (self.filters,)
+        for norm in (self.h_norm, self.g_norm):
+            if norm is not None:
+                norm.build(norm_shape)
+
+    def compute_output_shape(self, input_shape):
+        n, h, w, _ = input_shape
+        return (n, self._out_size(h), self._out_size(w), self.filters)
+
+    def _out_size(self, size):
+        if size is None:
+            return None
+        k, s, p = self.kernel_size, self.strides, self.padding
+        if self.transpose:
+            return (size - 1) * s + k - 2 * p + self.output_padding
+        return (size + 2 * p - k) // s + 1
+
+    def _explicit_padding(self):
+        """PyTorch's padding as the op's explicit padding, or "VALID" when there is none."""
+        before = self.padding
+        after = self.padding - (self.output_padding if self.transpose else 0)
+        if before == 0 and after == 0:
+            return "VALID"
+        return [[0, 0], [before, after], [before, after], [0, 0]]
+
+    def _convolve(self, x):
+        kernel = ops.cast(self.conv.kernel, x.dtype)
+        if self.transpose:
+            shape = tf.shape(x)
+            out_shape = tf.stack([
+                shape[0],
+                (shape[1] - 1) * self.strides + self.kernel_size - 2 * self.padding
+                + self.output_padding,
+                (shape[2] - 1) * self.strides + self.kernel_size - 2 * self.padding
+                + self.output_padding,
+                2 * self.filters,
+            ])
+            y = tf.nn.conv2d_transpose(x, kernel, out_shape, self.strides,
+                                       self._explicit_padding())
+            static = self.compute_output_shape(tuple(x.shape))
+            y = tf.ensure_shape(y, static[:-1] + (2 * self.filters,))
+        else:
+            y = tf.nn.conv2d(x, kernel, self.strides, self._explicit_padding())
+        return tf.nn.bias_add(y, ops.cast(self.conv.bias, x.dtype))
+
     def call(self, x, training=False):
-        if self.pad is not None:
-            x = self.pad(x)
-        x = self.conv(x)
-        if self.crop is not None:
-            x = self.crop(x)
+        x = self._convolve(x)
         h, g = ops.split(x, 2, axis=-1)
         if self.normalize:
             h = self.h_norm(h, training=training)
