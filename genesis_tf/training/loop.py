@@ -131,7 +131,8 @@ def train(
         net = precision_lib.with_policy(precision, lambda: model(image_size=image_size))
         net.build_for_images()
         optimizer = keras.optimizers.Adam(learning_rate, epsilon=adam_epsilon)
-        loss_scaling = precision == "mixed_float16"  # float16 gradients underflow without
+        # float16 gradients underflow without dynamic loss scaling.
+        loss_scaling = precision == "mixed_float16"
         if loss_scaling:
             optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
         optimizer.build(net.trainable_variables)  # slots must exist before strategy.run
