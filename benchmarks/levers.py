@@ -1,6 +1,6 @@
 """What each speed lever is worth: GENESIS training steps of several variants, alternating.
 
-    python benchmarks/levers.py                    # gqn.gin's model, default variants
+    python benchmarks/levers.py                    # gqn.gin's model, 5 variants, ~9 min
     python benchmarks/levers.py --variants=baseline,mixed_bfloat16,xla --rounds=5
     python benchmarks/levers.py --quick            # a tiny configuration, seconds
 
@@ -213,7 +213,7 @@ def main():
     parser.add_argument("--image_size", type=int, default=64)
     parser.add_argument("--num_slots", type=int, default=7)
     parser.add_argument("--batch_size", type=int, default=32)
-    parser.add_argument("--rounds", type=int, default=5, help="timed steps per variant")
+    parser.add_argument("--rounds", type=int, default=4, help="timed steps per variant")
     parser.add_argument("--threads", type=int, default=os.cpu_count())
     parser.add_argument("--quick", action="store_true", help="32x32, K=3, batch 2, 2 rounds")
     parser.add_argument("--json", default=None)
