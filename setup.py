@@ -1,9 +1,17 @@
 """Installs genesis_tf (the models, training and tools) and tfds_builders (the datasets)."""
+import os
 import pathlib
+import shutil
 
 import setuptools
+from setuptools.command.build_py import build_py
 
 HERE = pathlib.Path(__file__).parent
+
+# The experiment configs stay at the repository's top level (gin_configs/); the wheel ships
+# them inside the package as genesis_tf/gin_configs/, where
+# genesis_tf.training.config.gin_configs_dir() finds them outside a checkout.
+GIN_CONFIGS = "gin_configs"
 
 INSTALL_REQUIRES = [
     "tensorflow>=2.21,<2.22",
@@ -40,6 +48,41 @@ def _package_data(package):
     ]
 
 
+class BuildPyWithGinConfigs(build_py):
+    """build_py that also copies the top-level gin_configs/ to genesis_tf/gin_configs/.
+
+    An editable install imports genesis_tf from the checkout and reads the checkout's
+    gin_configs/ directly (gin_configs_dir() prefers it), so nothing is copied there.
+    """
+
+    def _gin_config_files(self):
+        """(source, target) for every .gin file; none for an editable install."""
+        if getattr(self, "editable_mode", False):
+            return []
+        source_root = HERE / GIN_CONFIGS
+        if not source_root.is_dir():
+            raise FileNotFoundError(f"{source_root} is missing (MANIFEST.in grafts it)")
+        target_root = pathlib.Path(self.build_lib, "genesis_tf", GIN_CONFIGS)
+        return [
+            (str(p), str(target_root / p.relative_to(source_root)))
+            for p in sorted(source_root.rglob("*.gin"))
+        ]
+
+    def run(self):
+        super().run()
+        files = self._gin_config_files()
+        if files and not self.dry_run:
+            # Start clean: a .gin file deleted from the tree must leave the next wheel too.
+            shutil.rmtree(os.path.join(self.build_lib, "genesis_tf", GIN_CONFIGS),
+                          ignore_errors=True)
+        for source, target in files:
+            self.mkpath(os.path.dirname(target))
+            self.copy_file(source, target, preserve_mode=False)
+
+    def get_outputs(self, include_bytecode=1):
+        return super().get_outputs(include_bytecode) + [t for _, t in self._gin_config_files()]
+
+
 setuptools.setup(
     name="genesis_tf",
     version="0.1.0",
@@ -59,6 +102,7 @@ setuptools.setup(
         "genesis_tf": _package_data("genesis_tf"),
     },
     include_package_data=True,
+    cmdclass={"build_py": BuildPyWithGinConfigs},
     install_requires=INSTALL_REQUIRES,
     extras_require=EXTRAS_REQUIRE,
     entry_points={

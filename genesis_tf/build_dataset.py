@@ -9,7 +9,12 @@ Takes the flags of `tfds build` (--config, --data_dir, --manual_dir, --download_
 imports apache-beam (and mlcroissant) at start-up, so it fails unless those are installed;
 this entry point runs the same `build` sub-command directly. A dataset may be given as a
 builder folder (tfds_builders/<name>) or by name; the builders register via --imports.
+
+One difference from `tfds build`: without --config, --config_idx or <name>/<config>, only
+the dataset's default config is built (TFDS would build every config).
 """
+import dataclasses
+import importlib
 import sys
 
 from absl import app
@@ -18,7 +23,9 @@ BUILDERS_PACKAGE = "tfds_builders"
 USAGE = (
     "usage: python -m genesis_tf.build_dataset build <dataset> [--config=NAME] "
     "[--data_dir=DIR] [--manual_dir=DIR] [other `tfds build` flags]\n"
-    "datasets: multi_dsprites, gqn_rooms_ring_camera, shapestacks (or tfds_builders/<name>)"
+    "datasets: multi_dsprites, gqn_rooms_ring_camera, shapestacks (or tfds_builders/<name>)\n"
+    "Without --config only the default config is built (multi_dsprites: offline_colored, "
+    "no download; gqn_rooms_ring_camera: full); run once per config to build others."
 )
 
 
@@ -43,15 +50,60 @@ def _normalise(argv):
     return [argv[0]] + out
 
 
+def default_config(name):
+    """The default config of the registered dataset `name`, or None (none, or unknown)."""
+    import tensorflow_datasets as tfds
+
+    try:
+        builder_cls = tfds.builder_cls(name)
+    except Exception:  # pylint: disable=broad-except  (not registered: leave it to TFDS)
+        return None
+    if not builder_cls.BUILDER_CONFIGS:
+        return None
+    return builder_cls.DEFAULT_CONFIG_NAME or builder_cls.BUILDER_CONFIGS[0].name
+
+
+def with_default_configs(args):
+    """Args whose datasets without a config name their default config (see module doc)."""
+    generation = args.generation
+    if generation.config is not None or generation.config_idx is not None:
+        return args
+    for module in filter(None, (generation.imports or "").split(",")):
+        importlib.import_module(module)  # registers the builders, as execute() does
+
+    def with_config(dataset):
+        name, sep, version = dataset.partition(":")
+        if not name or "/" in name:  # default (current folder), or config already given
+            return dataset
+        config = default_config(name)
+        if config is None:
+            return dataset
+        print(f"Building {name}/{config} (the default config; pass --config=NAME for "
+              "another).", file=sys.stderr)
+        return f"{name}/{config}{sep}{version}"
+
+    return dataclasses.replace(
+        args,
+        positional_datasets=[with_config(d) for d in args.positional_datasets],
+        datasets=[with_config(d) for d in args.datasets],
+    )
+
+
 def _parse(argv):
     from tensorflow_datasets.scripts.cli import build, cli_utils
 
     parser = cli_utils.make_flags_parser(build.Args, "Build a genesis_tf dataset.")
-    return parser(_normalise(argv))
+    return with_default_configs(parser(_normalise(argv)))
 
 
 def main(args):
-    args.execute()
+    from tfds_builders import downloads
+
+    try:
+        args.execute()
+    except downloads.NetworkUnreachableError as error:  # a user error: no traceback
+        print(f"error: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 def run():

@@ -41,7 +41,7 @@ def main(argv):
         bindings.append(f"train.dataset = '{FLAGS.dataset}'")
     if FLAGS.max_steps:
         bindings.append(f"train.num_steps = {FLAGS.max_steps}")
-    config.parse([os.path.join(config.REPO_GIN_DIR, DEMO_GIN)],
+    config.parse([os.path.join(config.gin_configs_dir(), DEMO_GIN)],
                  bindings + list(FLAGS.gin_bindings))
     dataset = gin.query_parameter("train.dataset")
 

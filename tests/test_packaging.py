@@ -1,8 +1,12 @@
 """The foundation: the package installs, ships its data files, and CI runs the README's command."""
+import json
+import os
 import pathlib
 import re
+import shutil
 import subprocess
 import sys
+import textwrap
 import zipfile
 
 import pytest
@@ -60,16 +64,28 @@ def test_slow_marker_is_registered():
     assert re.search(r'"slow:', pyproject)
 
 
-@pytest.mark.slow
-def test_wheel_ships_builders_with_their_data(tmp_path):
-    """`pip install .` must carry each builder's checksums.tsv and dummy_data/."""
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory):
+    """The wheel `pip install .` would install, built from a copy of the tree (so the build
+    writes no build/ or egg-info into the checkout and sees no stale build output)."""
+    work = tmp_path_factory.mktemp("wheel")
+    source = work / "src"
+    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(
+        ".venv", ".git", "build", "dist", "*.egg-info", "__pycache__", ".pytest_cache",
+        ".ruff_cache", "runs", "demo_output", "tensorflow_datasets"))
     subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps",
-         "--no-build-isolation", "-w", str(tmp_path), str(ROOT)],
+         "--no-build-isolation", "-w", str(work / "dist"), str(source)],
         check=True,
-        cwd=tmp_path,
+        cwd=work,
     )
-    (wheel,) = tmp_path.glob("genesis_tf-*.whl")
+    (built,) = (work / "dist").glob("genesis_tf-*.whl")
+    return built
+
+
+@pytest.mark.slow
+def test_wheel_ships_builders_with_their_data(wheel):
+    """`pip install .` must carry each builder's checksums.tsv and dummy_data/."""
     names = set(zipfile.ZipFile(wheel).namelist())
     assert "genesis_tf/__init__.py" in names
     assert "tfds_builders/__init__.py" in names
@@ -80,6 +96,66 @@ def test_wheel_ships_builders_with_their_data(tmp_path):
     ]
     missing = sorted(set(data_files) - names)
     assert not missing, f"files under tfds_builders/ missing from the wheel: {missing[:10]}"
+
+
+@pytest.mark.slow
+def test_wheel_ships_the_gin_configs(wheel):
+    """The top-level gin_configs/ is installed as genesis_tf/gin_configs/."""
+    names = set(zipfile.ZipFile(wheel).namelist())
+    configs = sorted(p.relative_to(ROOT / "gin_configs").as_posix()
+                     for p in (ROOT / "gin_configs").rglob("*.gin"))
+    assert configs
+    missing = [c for c in configs if f"genesis_tf/gin_configs/{c}" not in names]
+    assert not missing, f"gin configs missing from the wheel: {missing}"
+
+
+# Runs in a fresh interpreter whose only genesis_tf is the installed copy.
+_INSTALLED_CHECK = textwrap.dedent("""
+    import json, logging, os
+    logging.basicConfig(level=logging.DEBUG)  # shows gin's include lookups, if any
+    import gin
+    import genesis_tf
+    from genesis_tf import demo
+    from genesis_tf.training import config
+
+    out = {"package": genesis_tf.__file__, "configs": config.gin_configs_dir(),
+           "demo_gin": os.path.isfile(os.path.join(config.gin_configs_dir(), demo.DEMO_GIN))}
+    for name in ["gqn.gin", "multi_dsprites.gin", "demo.gin", "gin_configs/gqn.gin"]:
+        gin.clear_config()
+        config.parse([name])
+        out[name] = [gin.query_parameter("%NUM_SLOTS"),
+                     gin.query_parameter("train.batch_size")]
+    try:
+        config.parse(["nope.gin"])
+    except FileNotFoundError as error:
+        out["missing"] = str(error)
+    print("RESULT " + json.dumps(out))
+""")
+
+
+@pytest.mark.slow
+def test_installed_wheel_finds_its_configs_from_any_directory(wheel, tmp_path):
+    """`pip install .` outside the checkout: configs by name, includes, the demo's config."""
+    site = tmp_path / "site"
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps",
+                    "--target", str(site), str(wheel)], check=True, cwd=tmp_path)
+    cwd = tmp_path / "elsewhere"
+    cwd.mkdir()
+    env = dict(os.environ, PYTHONPATH=str(site), TF_CPP_MIN_LOG_LEVEL="2")
+    result = subprocess.run([sys.executable, "-c", _INSTALLED_CHECK], cwd=cwd, env=env,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    (line,) = [x for x in result.stdout.splitlines() if x.startswith("RESULT ")]
+    out = json.loads(line[len("RESULT "):])
+    assert pathlib.Path(out["package"]).is_relative_to(site), out["package"]
+    assert pathlib.Path(out["configs"]) == site / "genesis_tf" / "gin_configs"
+    assert out["demo_gin"]
+    assert out["gqn.gin"] == out["gin_configs/gqn.gin"] == [7, 32]
+    assert out["multi_dsprites.gin"] == [5, 32]
+    assert out["demo.gin"][0] == 4
+    assert "nope.gin" in out["missing"] and "gqn.gin" in out["missing"]
+    assert "Path not found" not in result.stderr
+    assert "system_path_file_exists" not in result.stderr
 
 
 def test_lint_passes():

@@ -1,9 +1,15 @@
-"""Every .gin file parses and trains one step at tiny size."""
+"""Every .gin file parses and trains one step at tiny size; config files and includes
+resolve without failed lookups."""
+import logging
+import os
 import pathlib
+import subprocess
+import sys
+import textwrap
 
 import numpy as np
 import pytest
-from training_helpers import GIN_DIR, parse
+from training_helpers import GIN_DIR, ROOT, parse
 
 from genesis_tf.training import train
 
@@ -51,3 +57,97 @@ def test_paper_slot_counts():
 def test_gin_dir_layout():
     for sub in ("base", "models", "datasets"):
         assert list(pathlib.Path(GIN_DIR, sub).glob("*.gin")), sub
+
+
+def test_configs_dir_is_the_checkouts():
+    from genesis_tf.training import config
+
+    assert pathlib.Path(config.gin_configs_dir()) == GIN_DIR
+    assert pathlib.Path(config.REPO_GIN_DIR) == GIN_DIR  # the former constant still works
+
+
+def test_gin_file_by_name_from_another_directory(tmp_path, monkeypatch, clean_gin):
+    import gin
+
+    from genesis_tf.training import config
+
+    monkeypatch.chdir(tmp_path)
+    for name in ("gqn.gin", "gin_configs/gqn.gin", str(GIN_DIR / "gqn.gin")):
+        gin.clear_config()
+        config.parse([name])
+        assert gin.query_parameter("%NUM_SLOTS") == 7
+    # A file in the working directory wins over a shipped one of the same name.
+    (tmp_path / "gqn.gin").write_text("include 'gqn.gin'\nNUM_SLOTS = 2\n")
+    gin.clear_config()
+    config.parse(["gqn.gin"])
+    assert gin.query_parameter("%NUM_SLOTS") == 2
+
+
+def test_missing_gin_file_lists_the_available_configs(tmp_path, monkeypatch):
+    from genesis_tf.training import config
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(FileNotFoundError) as error:
+        config.parse(["gin_configs/nope.gin"])
+    message = str(error.value)
+    assert "nope.gin" in message and "gqn.gin" in message and "demo.gin" in message
+
+
+def test_own_config_includes_shipped_and_local_files(tmp_path, monkeypatch, caplog,
+                                                     clean_gin):
+    """A user's config elsewhere includes a shipped fragment and one next to it, found on
+    the first lookup; gin's global search state is left as it was."""
+    import gin
+
+    from genesis_tf.training import config
+
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "local.gin").write_text("NUM_SLOTS = 3\n")
+    (tmp_path / "mine" / "exp.gin").write_text(
+        "include 'gqn.gin'\ninclude 'local.gin'\ntrain.batch_size = 2\n")
+    monkeypatch.chdir(tmp_path)
+    prefixes = list(gin.config._LOCATION_PREFIXES)
+    readers = list(gin.config._FILE_READERS)
+    with caplog.at_level(logging.DEBUG):
+        config.parse(["mine/exp.gin"])
+    assert gin.query_parameter("%NUM_SLOTS") == 3
+    assert gin.query_parameter("train.batch_size") == 2
+    assert gin.query_parameter("train.learning_rate") == 1e-4  # via gqn.gin's includes
+    assert "Path not found" not in caplog.text
+    assert "system_path_file_exists" not in caplog.text
+    assert gin.config._LOCATION_PREFIXES == prefixes
+    assert gin.config._FILE_READERS == readers
+
+
+def test_missing_include_is_a_clear_error(tmp_path, clean_gin):
+    from genesis_tf.training import config
+
+    (tmp_path / "exp.gin").write_text("include 'models/nope.gin'\n")
+    with pytest.raises(FileNotFoundError, match="models/nope.gin") as error:
+        config.parse([str(tmp_path / "exp.gin")])
+    assert str(GIN_DIR) in str(error.value)
+
+
+_PARSE_ALL = textwrap.dedent("""
+    import logging, sys
+    logging.basicConfig(level=logging.DEBUG)  # gin logs its failed lookups at INFO/ERROR
+    import gin
+    from genesis_tf.training import config
+    for name in sys.argv[1:]:
+        gin.clear_config()
+        config.parse([name])
+    print("parsed", len(sys.argv) - 1)
+""")
+
+
+def test_parsing_prints_no_failed_include_lookups():
+    """Includes resolve on the first try: no "Path not found" lines from gin's package
+    reader (as `python -m genesis_tf.train --gin_file=gin_configs/smoke.gin` printed)."""
+    names = [f"gin_configs/{n}" for n in EXPERIMENTS] + EXPERIMENTS
+    result = subprocess.run([sys.executable, "-c", _PARSE_ALL, *names], cwd=ROOT,
+                            capture_output=True, text=True, timeout=300,
+                            env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"parsed {len(names)}" in result.stdout
+    assert "Path not found" not in result.stderr
+    assert "system_path_file_exists" not in result.stderr

@@ -8,7 +8,8 @@ from train deterministically: the last 5% of the sorted train files (at least on
 there are two or more).
 
 The files are read from --manual_dir (laid out as in the bucket) when they are there,
-otherwise from the bucket itself (gs:// through tf.io.gfile; needs network access).
+otherwise from the bucket itself (gs:// through tf.io.gfile; needs network access: the
+host is probed first so that a machine without network fails in seconds).
 Configs: ``full`` (every file) and ``first_files`` (the first 20 train and 4 test files,
 for a try-out without the whole download).
 """
@@ -18,6 +19,8 @@ import os
 import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
+
+from tfds_builders import downloads
 
 BUCKET = "gs://gqn-dataset"
 BASEPATH = "rooms_ring_camera"
@@ -62,10 +65,10 @@ class Builder(tfds.core.GeneratorBasedBuilder):
         )
 
     def _split_generators(self, dl_manager):
-        root = self._source_root(dl_manager)
+        root, advice = self._source_root(dl_manager)
         config = self.builder_config
-        train = _list_files(root, "train")[: config.max_train_files]
-        test = _list_files(root, "test")[: config.max_test_files]
+        train = _list_files(root, "train", advice)[: config.max_train_files]
+        test = _list_files(root, "test", advice)[: config.max_test_files]
         num_val = int(np.ceil(VALIDATION_FRACTION * len(train))) if len(train) > 1 else 0
         return {
             "train": self._generate_examples(train[: len(train) - num_val]),
@@ -74,21 +77,21 @@ class Builder(tfds.core.GeneratorBasedBuilder):
         }
 
     def _source_root(self, dl_manager):
-        manual = dl_manager.manual_dir
-        if manual and tf.io.gfile.exists(os.path.join(os.fspath(manual), BASEPATH, "train")):
-            return os.path.join(os.fspath(manual), BASEPATH)
+        """(folder, advice): <manual_dir>/rooms_ring_camera if it holds train/, else the bucket.
+
+        The bucket is read through tf.io.gfile, which retries an unreachable host for
+        minutes; a fast probe of the host comes first.
+        """
+        manual = downloads.manual_dir(dl_manager)
+        if manual is not None:
+            local = os.path.join(manual, BASEPATH)
+            if tf.io.gfile.exists(os.path.join(local, "train")):
+                return local, ""
         root = f"{BUCKET}/{BASEPATH}"
-        try:
-            if tf.io.gfile.exists(f"{root}/train"):
-                return root
-        except (tf.errors.OpError, OSError):
-            pass
-        raise RuntimeError(
-            f"GQN {BASEPATH} not found: neither {manual or '<manual_dir>'}/{BASEPATH}/train "
-            f"nor {root}/train is readable. Copy the files with `gsutil -m cp -r "
-            f"{root} <manual_dir>/` and pass --manual_dir=<manual_dir> (the 'first_files' "
-            "config needs only the first 20 train and 4 test files)."
-        )
+        advice = _advice(root, downloads.configured_manual_dir(dl_manager))
+        if root.startswith("gs://"):
+            downloads.check_reachable(root, advice)
+        return root, advice
 
     def _generate_examples(self, files):
         features = {
@@ -117,10 +120,29 @@ class Builder(tfds.core.GeneratorBasedBuilder):
                 ) from error
 
 
-def _list_files(root, split):
-    files = sorted(tf.io.gfile.glob(f"{root}/{split}/*.tfrecord"))
+def _advice(root, manual):
+    where = f"{manual}/{BASEPATH}/train not found" if manual else "none given"
+    return (
+        f"The builder reads the files from {root} directly when it can, else from "
+        f"--manual_dir ({where}): copy them on a machine with network access with "
+        f"`gsutil -m cp -r {root} <folder>/` (the 'first_files' config needs only the "
+        f"first 20 train and 4 test files) and pass --manual_dir=<folder>."
+    )
+
+
+def _glob(pattern):
+    """tf.io.gfile.glob (gs:// or local); a seam for tests of the bucket branch."""
+    return tf.io.gfile.glob(pattern)
+
+
+def _list_files(root, split, advice=""):
+    try:
+        files = sorted(_glob(f"{root}/{split}/*.tfrecord"))
+    except (tf.errors.OpError, OSError) as error:
+        raise RuntimeError(f"cannot list {root}/{split} ({error}). {advice}".rstrip()) \
+            from error
     if not files:
-        raise RuntimeError(f"no *.tfrecord files in {root}/{split}")
+        raise RuntimeError(f"no *.tfrecord files in {root}/{split}. {advice}".rstrip())
     return files
 
 

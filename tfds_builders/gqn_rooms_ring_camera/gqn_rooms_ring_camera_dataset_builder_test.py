@@ -67,5 +67,5 @@ def test_missing_source_says_where_to_put_the_files(tmp_path, monkeypatch):
 
     monkeypatch.setattr(lib, "BUCKET", str(tmp_path / "no_bucket"))
     with pytest.raises(RuntimeError, match="--manual_dir") as error:
-        builder._source_root(Manager())
+        builder._split_generators(Manager())
     assert "rooms_ring_camera/train" in str(error.value)

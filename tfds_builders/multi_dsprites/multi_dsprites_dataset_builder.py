@@ -5,19 +5,21 @@ colour channel of each sprite and of the background is one of 5 equally spread l
 50,000 / 10,000 / 10,000 train / validation / test examples.
 
 Configs:
-  colored, colored_unique: sprites from the real dSprites archive (downloaded, or from
-      --manual_dir); colours may repeat within a scene / are all distinct.
-  offline_colored, offline_colored_unique: sprites drawn by sprites.render, no download.
+  colored, colored_unique: sprites from the real dSprites archive (from --manual_dir when
+      it holds the file, else downloaded); colours may repeat within a scene / are all
+      distinct.
+  offline_colored (default), offline_colored_unique: sprites drawn by sprites.render, no
+      download.
 Every config is seeded: building it twice gives the same bytes.
 """
 import dataclasses
 import hashlib
-import os
 
 import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
+from tfds_builders import downloads
 from tfds_builders.multi_dsprites import sprites
 
 DSPRITES_FILE = "dsprites_ndarray_co1sh3sc6or40x32y32_64x64.npz"
@@ -25,6 +27,11 @@ DSPRITES_URL = f"https://github.com/deepmind/dsprites-dataset/raw/master/{DSPRIT
 # The archive's MD5 as published alongside it; checked after download or manual copy.
 DSPRITES_MD5 = "7da33b31b13a06f4b04a70402ce90c2e"
 DSPRITES_ROWS = 737_280
+OFFLINE_ADVICE = (
+    f"Without network access, download {DSPRITES_FILE} elsewhere, put it into a folder and "
+    "pass that folder with --manual_dir=<folder>, or build an offline config "
+    "(--config=offline_colored or --config=offline_colored_unique), which needs no download."
+)
 
 # Split sizes of the paper; tests shrink them.
 SPLIT_SIZES = {"train": 50_000, "validation": 10_000, "test": 10_000}
@@ -45,9 +52,9 @@ class Builder(tfds.core.GeneratorBasedBuilder):
     VERSION = tfds.core.Version("1.0.0")
     RELEASE_NOTES = {"1.0.0": "First release."}
     MANUAL_DOWNLOAD_INSTRUCTIONS = (
-        f"Only for the 'colored' configs, and only without network access: put "
-        f"{DSPRITES_FILE} (from {DSPRITES_URL}) into the manual_dir. The 'offline_*' "
-        "configs need nothing."
+        f"Optional, only for the 'colored' configs: put {DSPRITES_FILE} (from "
+        f"{DSPRITES_URL}) into the manual_dir; without it the builder downloads the file. "
+        "The 'offline_*' configs need nothing."
     )
     BUILDER_CONFIGS = [
         MultiDspritesConfig(name="colored", description="dSprites archive, colours may repeat."),
@@ -58,7 +65,9 @@ class Builder(tfds.core.GeneratorBasedBuilder):
         MultiDspritesConfig(name="offline_colored_unique", offline=True, unique_colours=True,
                             seed=3, description="Self-rendered shapes, distinct colours."),
     ]
-    DEFAULT_CONFIG_NAME = "colored"
+    # The default needs no download, so a bare build command works offline; the paper's
+    # experiments name their config explicitly (gin_configs/datasets/multi_dsprites.gin).
+    DEFAULT_CONFIG_NAME = "offline_colored"
 
     def _info(self):
         size = sprites.IMAGE_SIZE
@@ -90,19 +99,11 @@ class Builder(tfds.core.GeneratorBasedBuilder):
         }
 
     def _archive_path(self, dl_manager):
-        manual = os.path.join(dl_manager.manual_dir, DSPRITES_FILE) \
-            if dl_manager.manual_dir else None
-        if manual and tf.io.gfile.exists(manual):
-            path = manual
-        else:
-            try:
-                path = os.fspath(dl_manager.download({"dsprites": DSPRITES_URL})["dsprites"])
-            except Exception as error:  # no network, HTTP error, ...
-                raise RuntimeError(
-                    f"could not download {DSPRITES_URL} ({type(error).__name__}: {error}). "
-                    f"Put {DSPRITES_FILE} into a folder and pass it as --manual_dir, or use "
-                    "the offline configs (--config=offline_colored)."
-                ) from error
+        """The archive from --manual_dir if it is there, else downloaded from DSPRITES_URL."""
+        path = downloads.manual_files(dl_manager, {"dsprites": DSPRITES_FILE}).get("dsprites")
+        if path is None:
+            path = downloads.download(dl_manager, {"dsprites": DSPRITES_URL},
+                                      advice=OFFLINE_ADVICE)["dsprites"]
         _check_md5(path)
         return path
 

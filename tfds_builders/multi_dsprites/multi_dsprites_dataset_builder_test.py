@@ -1,7 +1,10 @@
 """TFDS builder test for multi_dsprites on dummy_data/ (a 24-row archive in the real format)."""
+import socket
+
 import numpy as np
 import tensorflow_datasets as tfds
 
+from tfds_builders import downloads
 from tfds_builders.multi_dsprites import multi_dsprites_dataset_builder as builder_lib
 from tfds_builders.multi_dsprites import sprites
 
@@ -81,7 +84,9 @@ def test_building_is_deterministic_and_splits_differ():
                                                                                 strict=True))
 
 
-def test_a_missing_archive_without_network_names_the_file_and_the_fix(tmp_path, monkeypatch):
+def test_a_missing_archive_after_the_probe_names_the_file_and_the_fix(tmp_path, monkeypatch):
+    # The host answers the reachability probe, then the download itself fails.
+    monkeypatch.setattr(downloads, "_create_connection", lambda *a, **k: socket.socket())
     builder = builder_lib.Builder(config="colored", data_dir=str(tmp_path))
 
     class NoNetwork:
@@ -97,6 +102,7 @@ def test_a_missing_archive_without_network_names_the_file_and_the_fix(tmp_path, 
     else:
         raise AssertionError("expected a RuntimeError")
     assert builder_lib.DSPRITES_FILE in message and "--manual_dir" in message
+    assert "ConnectionError: network unreachable" in message
 
 
 def test_a_corrupt_archive_names_the_file(tmp_path):

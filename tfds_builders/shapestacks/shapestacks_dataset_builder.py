@@ -1,6 +1,6 @@
 """ShapeStacks (Groth et al. 2018) for GENESIS: RGB renders, instance masks and labels.
 
-Source archives (from --manual_dir if present there, else downloaded):
+Source archives (each from --manual_dir if present there, else downloaded):
   shapestacks-meta.tar.gz  splits/default/{train,eval,test}.txt, one scenario per line
   shapestacks-rgb.tar.gz   recordings/<scenario>/rgb-w=..-f=..-l=..-c=..-cam_<v>-mono-0.png
   shapestacks-iseg.tar.gz  iseg/<scenario>/iseg-w=0-f=0-l=0-c=original-cam_<v>-mono-0.map
@@ -11,12 +11,13 @@ iff both are 0. ``.map`` files are PNGs whose first channel is 32 × label (0 ba
 streamed with iter_archive, never extracted. Images stay at their rendered size (224×224);
 cropping and resizing happen in genesis_tf.data.
 """
-import os
 import re
 
 import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
+
+from tfds_builders import downloads
 
 BASE_URL = "http://shapestacks-file.robots.ox.ac.uk/static/download/v1"
 ARCHIVES = {
@@ -61,8 +62,9 @@ class Builder(tfds.core.GeneratorBasedBuilder):
     VERSION = tfds.core.Version("1.0.0")
     RELEASE_NOTES = {"1.0.0": "First release."}
     MANUAL_DOWNLOAD_INSTRUCTIONS = (
-        "Put " + ", ".join(ARCHIVES.values()) + f" (from {BASE_URL}/) into the manual_dir "
-        "when this machine cannot download them."
+        "Optional: put " + ", ".join(ARCHIVES.values()) + f" (from {BASE_URL}/) into the "
+        "manual_dir when this machine cannot download them; archives not found there are "
+        "downloaded."
     )
 
     def _info(self):
@@ -103,18 +105,15 @@ class Builder(tfds.core.GeneratorBasedBuilder):
         }
 
     def _archives(self, dl_manager):
-        manual = os.fspath(dl_manager.manual_dir) if dl_manager.manual_dir else None
-        local = {k: os.path.join(manual, v) for k, v in ARCHIVES.items()} if manual else {}
-        if local and all(tf.io.gfile.exists(p) for p in local.values()):
-            return local
-        try:
-            return dl_manager.download({k: f"{BASE_URL}/{v}" for k, v in ARCHIVES.items()})
-        except Exception as error:  # no network, HTTP error, ...
-            raise RuntimeError(
-                f"could not download the ShapeStacks archives ({type(error).__name__}: "
-                f"{error}). Put {', '.join(ARCHIVES.values())} from {BASE_URL}/ into a "
-                "folder and pass it as --manual_dir."
-            ) from error
+        """{key: path}: each archive from --manual_dir if it is there, else downloaded."""
+        paths = downloads.manual_files(dl_manager, ARCHIVES)
+        missing = {k: f"{BASE_URL}/{v}" for k, v in ARCHIVES.items() if k not in paths}
+        if missing:
+            paths.update(downloads.download(dl_manager, missing, advice=(
+                f"Without network access, download {', '.join(ARCHIVES.values())} from "
+                f"{BASE_URL}/ elsewhere, put them into a folder and pass it with "
+                "--manual_dir=<folder>.")))
+        return paths
 
     def _generate_examples(self, paths, dl_manager, split_of, masks, split):
         for path, f in dl_manager.iter_archive(paths["rgb"]):

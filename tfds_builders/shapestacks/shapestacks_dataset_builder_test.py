@@ -1,11 +1,13 @@
 """TFDS builder test for shapestacks on dummy_data/ (the real archive layout and names)."""
 import io
+import socket
 import tarfile
 
 import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
+from tfds_builders import downloads
 from tfds_builders.shapestacks import shapestacks_dataset_builder as lib
 
 
@@ -67,7 +69,9 @@ def test_examples_join_renders_masks_and_labels():
     assert paths["rgb"].endswith("shapestacks-rgb.tar.gz")
 
 
-def test_missing_archives_without_network_say_what_to_put_where(tmp_path):
+def test_missing_archives_after_the_probe_say_what_to_put_where(tmp_path, monkeypatch):
+    # The host answers the reachability probe, then the download itself fails.
+    monkeypatch.setattr(downloads, "_create_connection", lambda *a, **k: socket.socket())
     builder = lib.Builder(data_dir=str(tmp_path))
 
     class NoNetwork:
@@ -80,3 +84,4 @@ def test_missing_archives_without_network_say_what_to_put_where(tmp_path):
         builder._archives(NoNetwork())
     for name in lib.ARCHIVES.values():
         assert name in str(error.value)
+    assert "ConnectionError: network unreachable" in str(error.value)
