@@ -7,19 +7,30 @@
 Every variant is built in this one process and the timed steps alternate between them
 (round r runs one step of each variant, starting at a different variant each round), so a
 busy spell of the machine hits all variants alike — the fair way to compare on a shared
-machine. The variants that undo a lever patch this process's copy of the model only; the
-package itself always has every lever on:
+machine. Every variant times the training loop's own step
+(genesis_tf.training.step.make_train_step: forward in training mode, loss terms, GECO
+loss, gradients, optimizer, GECO update), built as genesis_tf.training.loop builds it
+(make_optimizer's default torch_adam, learning rate 1e-4, epsilon 1e-8, built for the
+model's variables; GECO for the image size) and run through the default strategy's
+``run`` inside a tf.function, as the loop's inner loop runs it. The variants that undo a
+lever patch this process's copy of the model only; the package itself always has every
+lever on:
 
-  baseline          the model as shipped: float32, tf.function, every lever on
+  baseline          the model as shipped: float32, tf.function, every lever on; in
+                    training it decodes all K mask latents in one batch of B·K, as the
+                    reference does (the decoder's batch norm normalises over B·K)
   pad_crop          convs pad with a separate op and transposed convs crop their output
                     (Keras ZeroPadding2D / Cropping2D, as the first version did) instead of
                     giving PyTorch's padding to the conv op itself
   keras_bn          Keras' BatchNormalization(synchronized=True) instead of the fused
                     batch norm of genesis_tf.layers.normalization
-  decode_all_k      the mask decoder also decodes the K-th mask latent, as the reference
-                    does (the stick-breaking never uses its logits)
+  decode_k_minus_1  the mask decoder decodes only the K−1 mask latents whose logits the
+                    stick-breaking uses, in training too (as an earlier version did): the
+                    difference to baseline is what decoding all K costs. Not the same
+                    model in training — batch-norm statistics over B·(K−1) instead of
+                    B·K — though identical in inference (tests/benchmarks)
   input             the step pulls its batch from genesis_tf.data's prefetched pipeline
-                    (the synthetic dataset) inside the tf.function, as training does
+                    (the synthetic dataset) inside the tf.function, as the loop does
   input_no_prefetch the same pipeline without its prefetch
   mixed_bfloat16    Keras' mixed_bfloat16 policy (bfloat16 compute, float32 variables);
                     only on CPUs with AVX512-BF16 or AMX (elsewhere TensorFlow emulates
@@ -48,8 +59,12 @@ from genesis_tf.geco import GECO
 from genesis_tf.layers import gated_conv
 from genesis_tf.layers.gated_conv import GatedConv2D
 from genesis_tf.models import Genesis
+from genesis_tf.training.optimizers import TORCH_ADAM, make_optimizer
+from genesis_tf.training.step import make_train_step
 
-DEFAULT_VARIANTS = "baseline,pad_crop,keras_bn,decode_all_k,input"
+DEFAULT_VARIANTS = "baseline,pad_crop,keras_bn,decode_k_minus_1,input"
+LEARNING_RATE = 1e-4  # the loop's defaults (train.learning_rate, train.adam_epsilon)
+ADAM_EPSILON = 1e-8
 ALL_VARIANTS = DEFAULT_VARIANTS.split(",") + ["input_no_prefetch", "mixed_bfloat16", "xla"]
 
 
@@ -69,13 +84,16 @@ def _pad_crop_convolve(self, x):
     return y
 
 
-def _decode_all_masks(self, z_mask, training):
-    """The reference's mask decoding: all K latents, the K-th logits then dropped."""
+def _decode_k_minus_1(self, z_mask, training):
+    """Mask decoding of K−1 latents in training too: the K-th, whose logits the
+    stick-breaking never reads, is not decoded, so the decoder's batch norm normalises
+    over B·(K−1) instead of B·K. In inference (moving statistics) the outputs are those of
+    the model's own _decode_masks; in training they differ through those statistics."""
     batch, num_slots = tf.shape(z_mask)[0], z_mask.shape[1]
     size = self.image_size
-    flat = tf.reshape(z_mask, [-1, self.mask_latent_size])
+    flat = tf.reshape(z_mask[:, : num_slots - 1], [-1, self.mask_latent_size])
     logits = tf.cast(self.mask_decoder(flat, training=training), tf.float32)
-    logits = tf.reshape(logits, [batch, num_slots, size, size, 1])[:, : num_slots - 1]
+    logits = tf.reshape(logits, [batch, num_slots - 1, size, size, 1])
     log_masks, _ = self.stick_breaking(logits)
     return logits, log_masks
 
@@ -113,7 +131,8 @@ def _unprefetched_synthetic(image_size, batch_size):
 
 
 def build_variant(name, args, images):
-    """A tf.function training step of no arguments for variant `name`."""
+    """A tf.function of no arguments running the loop's training step for variant `name`;
+    it returns the step's loss-term means."""
     tf.keras.utils.set_random_seed(0)
     construction = {"keras_bn": _keras_batch_norm(),
                     "mixed_bfloat16": _policy("mixed_bfloat16")}.get(name,
@@ -126,11 +145,13 @@ def build_variant(name, args, images):
             if isinstance(layer, GatedConv2D):
                 object.__setattr__(layer, "_convolve", types.MethodType(_pad_crop_convolve,
                                                                         layer))
-    if name == "decode_all_k":
-        object.__setattr__(model, "_decode_masks", types.MethodType(_decode_all_masks, model))
-    optimizer = keras.optimizers.Adam(1e-4)
+    if name == "decode_k_minus_1":
+        object.__setattr__(model, "_decode_masks", types.MethodType(_decode_k_minus_1, model))
+    optimizer = make_optimizer(TORCH_ADAM, LEARNING_RATE, epsilon=ADAM_EPSILON)
     optimizer.build(model.trainable_variables)
     geco = GECO.for_image(args.image_size, args.image_size)
+    replica_step = make_train_step(model, optimizer, geco, args.batch_size)
+    strategy = tf.distribute.get_strategy()
     iterator = None
     if name == "input":
         iterator = iter(data_lib.train_dataset(data_lib.SYNTHETIC, args.image_size,
@@ -140,17 +161,14 @@ def build_variant(name, args, images):
 
     def step():
         batch = images if iterator is None else next(iterator)["image"]
-        with tf.GradientTape() as tape:
-            out = model(batch, training=True)
-            terms = model.loss_terms(batch, out)
-            err = tf.reduce_mean(terms["err"])
-            loss = geco.loss(err, tf.reduce_mean(terms["kl_m"] + terms["kl_l"]))
-        grads = tape.gradient(loss, model.trainable_variables)
-        optimizer.apply_gradients(zip(grads, model.trainable_variables, strict=True))
-        geco.update(err)
-        return loss
+        return strategy.run(replica_step, args=(batch,))
 
     return tf.function(step, jit_compile=(name == "xla"))
+
+
+def _wait(means):
+    """The step's outputs as numbers (waits for the step to finish)."""
+    return {key: float(value.numpy()) for key, value in means.items()}
 
 
 def input_ms_per_batch(args, batches=20):
@@ -177,17 +195,17 @@ def run(args):
         steps[name] = build_variant(name, args, images)
         gflop[name] = sum(count_flops(steps[name].get_concrete_function()).values()) / 1e9
         start = time.perf_counter()
-        steps[name]().numpy()
+        _wait(steps[name]())
         first_call[name] = time.perf_counter() - start
         print(f"{name}: traced and ran once in {first_call[name]:.1f} s", flush=True)
     for name in names:  # one untimed step each after tracing
-        steps[name]().numpy()
+        _wait(steps[name]())
     times = {name: [] for name in names}
     for r in range(args.rounds):
         for i in range(len(names)):
             name = names[(r + i) % len(names)]
             start = time.perf_counter()
-            steps[name]().numpy()
+            _wait(steps[name]())
             times[name].append(time.perf_counter() - start)
         print(f"round {r + 1}/{args.rounds}: " + ", ".join(
             f"{n} {times[n][-1]:.2f}" for n in names), flush=True)

@@ -1,8 +1,19 @@
-"""Seconds per GENESIS training step (forward, loss terms, GECO, gradients, Adam).
+"""Seconds per GENESIS training step: the training loop's own step, timed.
 
     python benchmarks/train_step.py                       # gqn.gin's model: K=7, 64x64, batch 32
     python benchmarks/train_step.py --model=genesis --num_slots=5 --modes=function,xla
+    python benchmarks/train_step.py --optimizer=keras_adam
     python benchmarks/train_step.py --quick               # a tiny configuration, seconds
+
+The step is genesis_tf.training.step.make_train_step, the one genesis_tf.training.loop runs
+(forward in training mode, loss terms, GECO loss, gradients, optimizer, GECO update), built
+as the loop builds it: the model under the --policy dtype policy, the optimizer from
+make_optimizer (--optimizer: torch_adam, PyTorch's Adam rule as the loop's default, or
+keras_adam; learning rate 1e-4, epsilon 1e-8) built for the model's variables, a
+LossScaleOptimizer and loss scaling for mixed_float16, GECO for the image size; run through
+the default strategy's ``run`` as the loop's inner loop does. Modes: ``eager`` (no
+tf.function), ``function`` (tf.function) and ``xla`` (tf.function(jit_compile=True)). The
+loop's input pipeline and metrics are not part of it: the images are one fixed random batch.
 
 Prints a table and writes JSON (--json): per mode the median and min seconds per step over
 --steps steps after --warmup steps, the first call's seconds (tracing + compiling), images/s,
@@ -26,6 +37,13 @@ from flops import count_flops, profiled_flops
 
 from genesis_tf.geco import GECO
 from genesis_tf.models import Genesis, GenesisS
+from genesis_tf.models.base import ERR, kl_total
+from genesis_tf.training import precision as precision_lib
+from genesis_tf.training.optimizers import OPTIMIZERS, TORCH_ADAM, make_optimizer
+from genesis_tf.training.step import make_train_step
+
+LEARNING_RATE = 1e-4  # the loop's defaults (train.learning_rate, train.adam_epsilon)
+ADAM_EPSILON = 1e-8
 
 
 def peak_rss_gb():
@@ -68,28 +86,49 @@ def machine_rates(repeats=5):
     return rates
 
 
-def make_step(model, geco, optimizer, images, mode):
+def build(args):
+    """Model, optimizer, GECO and the loop's replica step, built as training.loop builds them.
+
+    Returns (model, optimizer, replica_step); replica_step(images) -> {term: batch mean}.
+    """
+    cls = GenesisS if args.model == "genesis_s" else Genesis
+    model = precision_lib.with_policy(
+        args.policy, lambda: cls(image_size=args.image_size, num_slots=args.num_slots))
+    model.build_for_images()
+    optimizer = make_optimizer(args.optimizer, LEARNING_RATE, epsilon=ADAM_EPSILON)
+    loss_scaling = args.policy == "mixed_float16"  # as the loop: float16 gradients underflow
+    if loss_scaling:
+        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+    optimizer.build(model.trainable_variables)
+    geco = GECO.for_image(args.image_size, args.image_size)
+    return model, optimizer, make_train_step(model, optimizer, geco, args.batch_size,
+                                             loss_scaling=loss_scaling)
+
+
+def make_step(replica_step, images, mode):
+    """A step of no arguments on `images`: the replica step run by the default strategy,
+    as the loop's inner loop runs it; eager, or in a tf.function (jit-compiled for xla)."""
+    strategy = tf.distribute.get_strategy()
+
     def step():
-        with tf.GradientTape() as tape:
-            out = model(images, training=True)
-            terms = model.loss_terms(images, out)
-            err = tf.reduce_mean(terms["err"])
-            loss = geco.loss(err, tf.reduce_mean(terms["kl_m"] + terms["kl_l"]))
-        grads = tape.gradient(loss, model.trainable_variables)
-        optimizer.apply_gradients(zip(grads, model.trainable_variables, strict=True))
-        geco.update(err)
-        return loss
+        return strategy.run(replica_step, args=(images,))
 
     if mode == "eager":
         return step
     return tf.function(step, jit_compile=(mode == "xla"))
 
 
+def run_step(step):
+    """One step, waited for: its loss-term means as numbers."""
+    return {name: float(value.numpy()) for name, value in step().items()}
+
+
 def forward_flops(model, images):
     """Analytical FLOPs of the forward pass and loss terms alone (no gradients)."""
     def forward():
         out = model(images, training=True)
-        return model.loss_terms(images, out)["err"]
+        terms = model.loss_terms(images, out)
+        return {"err": terms[ERR], "kl": kl_total(terms)}
 
     return sum(count_flops(tf.function(forward).get_concrete_function()).values())
 
@@ -97,20 +136,15 @@ def forward_flops(model, images):
 def run(args):
     tf.config.threading.set_intra_op_parallelism_threads(args.threads)
     tf.config.threading.set_inter_op_parallelism_threads(args.threads)
-    if args.policy != "float32":
-        keras.mixed_precision.set_global_policy(args.policy)
-    cls = GenesisS if args.model == "genesis_s" else Genesis
+    precision_lib.check_hardware(args.policy)  # warns where the kernels are emulated
     rows, flops = [], None
     rates = machine_rates()
     flops_info = {}
     for mode in args.modes.split(","):
         tf.keras.utils.set_random_seed(0)
-        model = cls(image_size=args.image_size, num_slots=args.num_slots).build_for_images()
-        optimizer = keras.optimizers.Adam(1e-4)
-        optimizer.build(model.trainable_variables)
-        geco = GECO.for_image(args.image_size, args.image_size)
+        model, _, replica_step = build(args)
         images = tf.random.uniform([args.batch_size, args.image_size, args.image_size, 3])
-        step = make_step(model, geco, optimizer, images, mode)
+        step = make_step(replica_step, images, mode)
         if flops is None:
             graph_step = step if mode != "eager" else tf.function(step)
             concrete = graph_step.get_concrete_function()
@@ -120,14 +154,14 @@ def run(args):
                           "analytical_forward": forward_flops(model, images),
                           "profiler": profiled_flops(concrete)}
         start = time.perf_counter()
-        step().numpy()
+        run_step(step)
         first_call = time.perf_counter() - start
         for _ in range(args.warmup - 1):
-            step().numpy()
+            run_step(step)
         times = []
         for _ in range(args.steps):
             start = time.perf_counter()
-            step().numpy()
+            run_step(step)
             times.append(time.perf_counter() - start)
         median = statistics.median(times)
         rows.append({
@@ -152,7 +186,9 @@ def main():
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps (>= 1)")
     parser.add_argument("--modes", default="function")
     parser.add_argument("--policy", default="float32",
-                        choices=["float32", "mixed_bfloat16", "mixed_float16"])
+                        choices=list(precision_lib.PRECISIONS))
+    parser.add_argument("--optimizer", choices=list(OPTIMIZERS), default=TORCH_ADAM,
+                        help="the loop's make_optimizer name (default: PyTorch's Adam rule)")
     parser.add_argument("--threads", type=int, default=os.cpu_count())
     parser.add_argument("--quick", action="store_true", help="32x32, K=3, batch 2, 2 steps")
     parser.add_argument("--json", default=None)
@@ -166,7 +202,7 @@ def main():
     flops, info = result["flops_per_step"], result["flops"]
     rates = result["machine_gflops"]
     print(f"\n{args.model} K={args.num_slots} {args.image_size}x{args.image_size} "
-          f"batch {args.batch_size} {args.policy}; {args.threads} threads; "
+          f"batch {args.batch_size} {args.policy} {args.optimizer}; {args.threads} threads; "
           f"load {result['load_avg']:.2f}")
     print(f"step: {flops / 1e9:.1f} GFLOP analytical (convs + matmuls, forward "
           f"{info['analytical_forward'] / 1e9:.1f}); TF profiler {info['profiler'] / 1e9:.1f}; "

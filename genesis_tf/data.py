@@ -29,6 +29,14 @@ class DatasetNotPreparedError(RuntimeError):
     """The requested TFDS dataset has not been built into data_dir."""
 
 
+class UnknownDatasetError(ValueError):
+    """No dataset (or no config of it) has that name."""
+
+
+class DatasetCorruptError(RuntimeError):
+    """A prepared dataset's file cannot be read (truncated or damaged record)."""
+
+
 def _split_name(name):
     base, _, config = name.partition("/")
     return base, (config or None)
@@ -53,11 +61,17 @@ def builder(name, data_dir=None):
 
     base, _ = _split_name(name)
     if base not in BUILDER_FOLDERS:
-        raise ValueError(
+        raise UnknownDatasetError(
             f"unknown dataset {name!r}; choose one of {sorted(BUILDER_FOLDERS)} "
             f"(optionally with /<config>) or {SYNTHETIC!r}"
         )
-    b = tfds.builder(name, data_dir=data_dir)
+    try:
+        b = tfds.builder(name, data_dir=data_dir)
+    except ValueError as error:  # e.g. an unknown config
+        configs = [c.name for c in tfds.builder_cls(base).BUILDER_CONFIGS]
+        raise UnknownDatasetError(
+            f"unknown dataset {name!r} ({str(error).splitlines()[0][:200]}); {base} has the "
+            f"configs {configs}") from error
     if not b.is_prepared():
         where = data_dir or os.environ.get("TFDS_DATA_DIR") or "~/tensorflow_datasets"
         raise DatasetNotPreparedError(
@@ -66,6 +80,44 @@ def builder(name, data_dir=None):
             "(see BUILD.md, section Datasets, for sources and manual downloads)"
         )
     return b
+
+
+def check_available(name, data_dir=None):
+    """Raises ValueError for an unknown name and DatasetNotPreparedError for a dataset that
+    has not been built, before a run writes anything."""
+    if name != SYNTHETIC:
+        builder(name, data_dir)
+
+
+def raise_if_corrupt(error, name, data_dir=None):
+    """Turns a tf.data read error of a prepared dataset into DatasetCorruptError naming the
+    damaged file(s) and the rebuild command; returns if `error` is not of that kind."""
+    message = getattr(error, "message", str(error))
+    if not isinstance(error, tf.errors.DataLossError) and "corrupted record" not in message \
+            and "truncated record" not in message:
+        return
+    files = []
+    if name != SYNTHETIC:
+        files = [f for f in _split_files(name, data_dir) if _is_damaged(f)]
+    where = ", ".join(files) if files else f"the files of {name!r}"
+    raise DatasetCorruptError(
+        f"{where}: damaged record ({message.splitlines()[0][:200]}). Delete the dataset and "
+        f"build it again:\n    {build_command(name, data_dir)} --overwrite"
+    ) from error
+
+
+def _split_files(name, data_dir):
+    b = builder(name, data_dir)
+    return sorted(tf.io.gfile.glob(os.path.join(os.fspath(b.data_dir), "*.tfrecord*")))
+
+
+def _is_damaged(path):
+    try:
+        for _ in tf.data.TFRecordDataset(path):
+            pass
+    except (tf.errors.DataLossError, tf.errors.InvalidArgumentError):
+        return True
+    return False
 
 
 def prepare(name, data_dir=None, manual_dir=None):
@@ -126,13 +178,10 @@ def synthetic_scene(index, image_size, seed=0):
     return {"image": image, "instance_ids": ids}
 
 
-def _synthetic(image_size, seed):
-    return tf.data.Dataset.range(2**62).map(
-        lambda i: synthetic_scene(i, image_size, seed), num_parallel_calls=tf.data.AUTOTUNE
-    )
-
-
-def _tfds_split(name, split, data_dir, shuffle_files, input_context, seed):
+def _tfds_split(name, split, data_dir, shuffle_files, input_context, seed,
+                encoded_images=False):
+    """The split's examples; with encoded_images the images stay PNG/JPEG bytes (decode
+    them with ``decode_image``) so shuffling and skipping stay cheap."""
     import tensorflow_datasets as tfds
 
     b = builder(name, data_dir)
@@ -142,32 +191,48 @@ def _tfds_split(name, split, data_dir, shuffle_files, input_context, seed):
         input_context=input_context,
         shuffle_seed=seed,
         interleave_cycle_length=4,
+        # TFDS caches small datasets in memory; a partly read cache (evaluation's first
+        # batches) only prints warnings.
+        try_autocache=False,
     )
-    return b.as_dataset(split=split, shuffle_files=shuffle_files, read_config=read_config)
+    decoders = {"image": tfds.decode.SkipDecoding()} if encoded_images else None
+    ds = b.as_dataset(split=split, shuffle_files=shuffle_files, read_config=read_config,
+                      decoders=decoders)
+    return ds, b.info.features["image"]
 
 
 def train_dataset(name, image_size, global_batch_size, split="train", data_dir=None,
                   seed=None, shuffle=True, repeat=True, input_context=None,
-                  shuffle_buffer=10_000):
+                  shuffle_buffer=10_000, skip_examples=0):
     """Training batches: dicts {"image": float32 [b, S, S, 3]}, b per replica with an
-    input_context (the global batch otherwise). Deterministic when `seed` is set."""
+    input_context (the global batch otherwise). Deterministic when `seed` is set.
+
+    skip_examples: examples of this input pipeline's stream to pass over first (a resumed
+    run continues where it stopped); skipped before decoding, so it costs a read only.
+    """
     batch = global_batch_size
     if input_context is not None:
         batch = input_context.get_per_replica_batch_size(global_batch_size)
     if name == SYNTHETIC:
-        ds = _synthetic(image_size, seed or 0)
+        ds = tf.data.Dataset.range(2**62)
         if input_context is not None:
             ds = ds.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
-        ds = ds.map(lambda ex: {"image": ex["image"]})
+        ds = ds.skip(skip_examples).map(
+            lambda i: {"image": synthetic_scene(i, image_size, seed or 0)["image"]},
+            num_parallel_calls=tf.data.AUTOTUNE)
     else:
-        ds = _tfds_split(name, split, data_dir, shuffle, input_context, seed)
-        crop = CENTRE_CROP.get(_split_name(name)[0])
-        ds = ds.map(lambda ex: {"image": to_float_images(ex["image"], image_size, crop)},
-                    num_parallel_calls=tf.data.AUTOTUNE)
+        ds, image_feature = _tfds_split(name, split, data_dir, shuffle, input_context, seed,
+                                        encoded_images=True)
+        ds = ds.map(lambda ex: ex["image"])  # PNG/JPEG bytes: cheap to shuffle and skip
         if shuffle:
             ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
         if repeat:
             ds = ds.repeat()
+        crop = CENTRE_CROP.get(_split_name(name)[0])
+        ds = ds.skip(skip_examples).map(
+            lambda encoded: {"image": to_float_images(
+                image_feature.decode_example(encoded), image_size, crop)},
+            num_parallel_calls=tf.data.AUTOTUNE)
     ds = ds.batch(batch, drop_remainder=True)
     options = tf.data.Options()
     options.deterministic = seed is not None
@@ -178,9 +243,10 @@ def eval_dataset(name, image_size, batch_size, split="test", data_dir=None, max_
     """Evaluation batches in file order: "image" plus "instance_ids" int32 [b, H, W] and
     labels where the dataset has them. drop_remainder=False, no shuffle, no repeat."""
     if name == SYNTHETIC:
-        ds = _synthetic(image_size, seed=12345).take(max_examples or 256)
+        ds = tf.data.Dataset.range(max_examples or 256).map(
+            lambda i: synthetic_scene(i, image_size, seed=12345))
     else:
-        ds = _tfds_split(name, split, data_dir, False, None, None)
+        ds, _ = _tfds_split(name, split, data_dir, False, None, None)
         if max_examples:
             ds = ds.take(max_examples)
 

@@ -53,7 +53,7 @@ def gaussian_log_pdf(z, mean, scale):
     return norm.logpdf(z, loc=mean, scale=scale).sum(axis=-1)
 
 
-@pytest.mark.parametrize("model_kl", ["kl_m", "kl_l"])
+@pytest.mark.parametrize("model_kl", ["kl/m", "kl/l"])
 def test_model_kl_terms_equal_log_q_minus_log_p(model_kl):
     tf.random.set_seed(3)
     model = Genesis(image_size=32, num_slots=3)
@@ -61,7 +61,7 @@ def test_model_kl_terms_equal_log_q_minus_log_p(model_kl):
     out = model(images, training=False, seed=4)
     terms = model.loss_terms(images, out)
     o = {k: (None if v is None else np.asarray(v, np.float64)) for k, v in out._asdict().items()}
-    if model_kl == "kl_m":
+    if model_kl == "kl/m":
         log_q = gaussian_log_pdf(o["z_mask"], o["mask_mean"], o["mask_scale"])
         # Slot 1 has the standard normal prior; slots 2.. the LSTM prior.
         log_p = np.concatenate([

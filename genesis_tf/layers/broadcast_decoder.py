@@ -7,8 +7,11 @@ it back to H×W. p = 2 × the number of 3×3 convs.
 import keras
 from keras import ops
 
+from genesis_tf.layers import tracking
+from genesis_tf.layers.initializers import TorchConv2D
 
-class BroadcastDecoder(keras.layers.Layer):
+
+class BroadcastDecoder(tracking.Layer):
     """Latent [N, D] -> [N, H, W, out_channels] (after ``output_activation``)."""
 
     def __init__(
@@ -26,17 +29,17 @@ class BroadcastDecoder(keras.layers.Layer):
         self.image_size = image_size
         self.grid_size = image_size + 2 * num_convs
         self.convs = [
-            keras.layers.Conv2D(filters, 3, padding="valid", activation=activation,
+            TorchConv2D(filters, 3, padding="valid", activation=activation,
                                 name=f"conv_{i}")
             for i in range(num_convs)
         ]
         # BD-VAE adds a 1x1 conv with activation before the output conv.
         self.hidden = (
-            keras.layers.Conv2D(hidden_1x1, 1, activation=activation, name="hidden_1x1")
+            TorchConv2D(hidden_1x1, 1, activation=activation, name="hidden_1x1")
             if hidden_1x1
             else None
         )
-        self.out = keras.layers.Conv2D(out_channels, 1, name="out")
+        self.out = TorchConv2D(out_channels, 1, name="out")
         self.output_activation = keras.activations.get(output_activation)
 
     def call(self, z):

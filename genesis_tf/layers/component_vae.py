@@ -7,11 +7,13 @@ Decoder: the spatial broadcast decoder with four 3×3 convs of 32 channels, ELU,
 import keras
 from keras import ops
 
+from genesis_tf.layers import tracking
 from genesis_tf.layers.broadcast_decoder import BroadcastDecoder
+from genesis_tf.layers.initializers import TorchConv2D, TorchDense
 from genesis_tf.layers.mask_vae import positive_scale
 
 
-class ComponentEncoder(keras.layers.Layer):
+class ComponentEncoder(tracking.Layer):
     """[N, H, W, 4] -> (mean [N, D], scale [N, D])."""
 
     def __init__(self, latent_size=16, channels=(32, 32, 64, 64), hidden=256,
@@ -20,13 +22,13 @@ class ComponentEncoder(keras.layers.Layer):
         self.latent_size = latent_size
         self.pads = [keras.layers.ZeroPadding2D(1) for _ in channels]
         self.convs = [
-            keras.layers.Conv2D(c, 3, strides=2, padding="valid", activation=activation,
+            TorchConv2D(c, 3, strides=2, padding="valid", activation=activation,
                                 name=f"conv_{i}")
             for i, c in enumerate(channels)
         ]
         self.flatten = keras.layers.Flatten()
-        self.hidden = keras.layers.Dense(hidden, activation=activation, name="hidden")
-        self.head = keras.layers.Dense(2 * latent_size, name="head")
+        self.hidden = TorchDense(hidden, activation=activation, name="hidden")
+        self.head = TorchDense(2 * latent_size, name="head")
 
     def call(self, x):
         for pad, conv in zip(self.pads, self.convs, strict=True):
@@ -36,7 +38,7 @@ class ComponentEncoder(keras.layers.Layer):
         return mean, positive_scale(pre_scale)
 
 
-class ComponentVAE(keras.layers.Layer):
+class ComponentVAE(tracking.Layer):
     """Networks of the component VAE; sampling happens in the model."""
 
     def __init__(self, image_size=64, latent_size=16, **kwargs):

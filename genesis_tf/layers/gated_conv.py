@@ -6,13 +6,14 @@ Padding follows PyTorch's explicit convention (``padding`` zeros on every side;
 transposed convs crop ``padding`` and add ``output_padding`` at the end), because Keras'
 "same" padding places the extra row differently at stride 2. The convolutions take that
 padding as the op's explicit padding: no separate pad or crop op (and no gradient of one)
-per layer. The weights stay in ordinary Keras Conv2D / Conv2DTranspose layers, named as
-before.
+per layer. The weights stay in Keras Conv2D / Conv2DTranspose layers (subclasses with
+PyTorch's default initialisation, genesis_tf/layers/initializers.py), named as before.
 """
-import keras
 import tensorflow as tf
 from keras import ops
 
+from genesis_tf.layers import tracking
+from genesis_tf.layers.initializers import TorchConv2D, TorchConv2DTranspose
 from genesis_tf.layers.normalization import BatchNorm
 
 
@@ -22,7 +23,7 @@ def batch_norm(name=None):
     return BatchNorm(momentum=0.9, epsilon=1e-5, name=name)
 
 
-class GatedConv2D(keras.layers.Layer):
+class GatedConv2D(tracking.Layer):
     """Gated 2-D convolution or transposed convolution. Input/output [N, H, W, C]."""
 
     def __init__(
@@ -48,7 +49,8 @@ class GatedConv2D(keras.layers.Layer):
         self.output_padding = output_padding
         self.transpose = transpose
         self.normalize = normalize
-        layer = keras.layers.Conv2DTranspose if transpose else keras.layers.Conv2D
+        # PyTorch's default initialisation (genesis_tf/layers/initializers.py).
+        layer = TorchConv2DTranspose if transpose else TorchConv2D
         self.conv = layer(2 * filters, kernel_size, strides=strides, padding="valid",
                           name="conv")
         self.h_norm = batch_norm("h_norm") if normalize else None

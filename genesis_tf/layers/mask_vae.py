@@ -5,10 +5,11 @@ L×L "valid" conv to 256 features; the decoder mirrors it from a 1×1 latent thr
 L×L transposed conv to 64 channels, five gated 5×5 transposed convs with 64, 32, 32, 32,
 32 channels, and a 1×1 conv to one attention logit.
 """
-import keras
 from keras import ops
 
+from genesis_tf.layers import tracking
 from genesis_tf.layers.gated_conv import GatedConv2D
+from genesis_tf.layers.initializers import TorchConv2D, TorchDense, TorchLSTMCell
 
 # image size -> (encoder strides, size L of the last/first "valid" kernel)
 ARCHITECTURES = {
@@ -32,7 +33,7 @@ def architecture(image_size):
     return ARCHITECTURES[image_size]
 
 
-class MaskEncoder(keras.layers.Layer):
+class MaskEncoder(tracking.Layer):
     """Image [N, H, W, 3] -> features [N, feature_size]."""
 
     def __init__(self, image_size=64, feature_size=256, **kwargs):
@@ -54,7 +55,7 @@ class MaskEncoder(keras.layers.Layer):
         return ops.reshape(x, (-1, self.feature_size))
 
 
-class MaskDecoder(keras.layers.Layer):
+class MaskDecoder(tracking.Layer):
     """Latent [N, D] -> attention logits [N, H, W, 1]."""
 
     def __init__(self, image_size=64, **kwargs):
@@ -76,7 +77,7 @@ class MaskDecoder(keras.layers.Layer):
             )
             for i, (c, s) in enumerate(zip(DECODER_CHANNELS, strides[::-1], strict=True))
         ]
-        self.to_logits = keras.layers.Conv2D(1, 1, name="to_logits")
+        self.to_logits = TorchConv2D(1, 1, name="to_logits")
 
     def call(self, z, training=False):
         x = ops.reshape(z, (-1, 1, 1, ops.shape(z)[-1]))  # [N, 1, 1, D]
@@ -91,7 +92,7 @@ def positive_scale(pre_sigma):
     return ops.softplus(pre_sigma + 0.5) + 1e-8
 
 
-class MaskPosterior(keras.layers.Layer):
+class MaskPosterior(tracking.Layer):
     """The heads of q(z^m_k | x, z^m_<k).
 
     Step 1 reads the image features alone through two dense heads; steps 2..K run an LSTM
@@ -103,10 +104,10 @@ class MaskPosterior(keras.layers.Layer):
         super().__init__(**kwargs)
         self.latent_size = latent_size
         self.lstm_units = lstm_units
-        self.first_mean = keras.layers.Dense(latent_size, name="first_mean")
-        self.first_scale = keras.layers.Dense(latent_size, name="first_scale")
-        self.lstm = keras.layers.LSTMCell(lstm_units, name="lstm")
-        self.head = keras.layers.Dense(2 * latent_size, name="head")
+        self.first_mean = TorchDense(latent_size, name="first_mean")
+        self.first_scale = TorchDense(latent_size, name="first_scale")
+        self.lstm = TorchLSTMCell(lstm_units, name="lstm")
+        self.head = TorchDense(2 * latent_size, name="head")
 
     def first(self, features):
         """features [N, F] -> (mean, scale) of z^m_1, each [N, D]."""

@@ -5,8 +5,10 @@
   near 1 at initialisation). p(z^m_1) = N(0, I) has no parameters.
 * Component prior p(z^c_k | z^m_k): an MLP 64 -> 256 ELU -> 256 ELU -> 2·D, same maps.
 """
-import keras
 from keras import ops
+
+from genesis_tf.layers import tracking
+from genesis_tf.layers.initializers import TorchDense, TorchLSTM
 
 
 def bounded_gaussian_params(raw):
@@ -15,16 +17,16 @@ def bounded_gaussian_params(raw):
     return ops.tanh(mean), ops.sigmoid(pre_scale + 4.0) + 1e-4
 
 
-class AutoregressivePrior(keras.layers.Layer):
+class AutoregressivePrior(tracking.Layer):
     """z^m_{1..K-1} [B, K−1, D] -> prior (mean, scale) of z^m_{2..K}, each [B, K−1, D]."""
 
     def __init__(self, latent_size=64, units=256, **kwargs):
         super().__init__(**kwargs)
         self.latent_size = latent_size
         self.units = units
-        self.lstm = keras.layers.LSTM(units, return_sequences=True, return_state=True,
-                                      name="lstm")
-        self.head = keras.layers.Dense(2 * latent_size, name="head")
+        self.lstm = TorchLSTM(units, return_sequences=True, return_state=True,
+                              name="lstm")
+        self.head = TorchDense(2 * latent_size, name="head")
 
     def call(self, z_previous, initial_state=None):
         outputs, h, c = self.lstm(z_previous, initial_state=initial_state)
@@ -42,15 +44,15 @@ class AutoregressivePrior(keras.layers.Layer):
         return [zeros, zeros]
 
 
-class ComponentPrior(keras.layers.Layer):
+class ComponentPrior(tracking.Layer):
     """z^m_k [N, Dm] -> prior (mean, scale) of z^c_k, each [N, Dc]."""
 
     def __init__(self, latent_size=16, hidden=256, **kwargs):
         super().__init__(**kwargs)
         self.mlp = [
-            keras.layers.Dense(hidden, activation="elu", name="hidden_0"),
-            keras.layers.Dense(hidden, activation="elu", name="hidden_1"),
-            keras.layers.Dense(2 * latent_size, name="head"),
+            TorchDense(hidden, activation="elu", name="hidden_0"),
+            TorchDense(hidden, activation="elu", name="hidden_1"),
+            TorchDense(2 * latent_size, name="head"),
         ]
 
     def call(self, z_mask):

@@ -3,11 +3,12 @@
 log s_0 = 0; for k < K: log m_k = log s_{k-1} + log σ(a_k), log s_k = log s_{k-1} + log σ(−a_k);
 the last mask takes the remaining scope, log m_K = log s_{K-1}.
 """
-import keras
 from keras import ops
 
+from genesis_tf.layers import tracking
 
-class StickBreaking(keras.layers.Layer):
+
+class StickBreaking(tracking.Layer):
     """Attention logits [B, K−1, H, W, 1] -> log masks [B, K, H, W, 1].
 
     Also returns the log scopes [B, K, H, W, 1] (log s_0 .. log s_{K-1}), which MONet-style

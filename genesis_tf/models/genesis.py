@@ -30,10 +30,12 @@ component (a second broadcast decoder); its prior is the autoregressive LSTM pri
 kl_l is 0.
 
 Cost: the mask decoder dominates (≈ 395 M multiply-adds per slot-image at 64×64). The
-K-th mask latent's logits are never used by the stick-breaking, so only K−1 latents are
-decoded (the reference decodes K; the outputs are the same).
+K-th mask latent's logits are never used by the stick-breaking. In training mode all K
+latents are decoded anyway, in one batch of B·K as in the reference: the decoder's batch
+norm normalises over that batch, so its statistics (and through them every output and
+gradient) include the K-th latent. With moving statistics (inference, sampling) the
+slots are independent and only K−1 are decoded.
 """
-import keras
 import tensorflow as tf
 from keras import ops
 
@@ -49,6 +51,7 @@ from genesis_tf.layers import (
     StickBreaking,
 )
 from genesis_tf.layers.mask_vae import architecture
+from genesis_tf.models.base import SceneModel
 from genesis_tf.models.output import SceneOutput
 
 
@@ -67,23 +70,22 @@ class _RandomNormal:
         return tf.random.stateless_normal(shape, seed=seed, alg="philox")
 
 
-class _SequentialSlotModel(keras.Model):
-    """The part GENESIS and GENESIS-S share: sequential mask inference and the mask prior."""
-
-    # call() takes extra keyword arguments; a traced default serving signature would break
-    # tf.saved_model.save (PITFALLS.md). Export code builds its own signatures.
-    _default_save_signature = None
+class _SequentialSlotModel(SceneModel):
+    """What GENESIS and GENESIS-S share: sequential mask inference, the mask decoder and
+    the autoregressive mask prior. Subclasses supply the component part."""
 
     def __init__(self, image_size=64, num_slots=7, mask_latent_size=64, pixel_std=0.7,
                  feature_size=256, inference_lstm_units=128, prior_lstm_units=256,
                  **kwargs):
-        super().__init__(**kwargs)
+        super().__init__(image_size=image_size, **kwargs)
         architecture(image_size)  # Fails early with the supported sizes.
         _check_slots(num_slots)
-        self.image_size = image_size
         self.num_slots = num_slots
         self.mask_latent_size = mask_latent_size
         self.pixel_std = pixel_std
+        self.feature_size = feature_size
+        self.inference_lstm_units = inference_lstm_units
+        self.prior_lstm_units = prior_lstm_units
         self.mask_encoder = MaskEncoder(image_size, feature_size, name="mask_encoder")
         self.mask_posterior = MaskPosterior(mask_latent_size, inference_lstm_units,
                                             name="mask_posterior")
@@ -93,22 +95,94 @@ class _SequentialSlotModel(keras.Model):
         self.mask_prior = AutoregressivePrior(mask_latent_size, prior_lstm_units,
                                               name="mask_prior")
 
-    def build(self, input_shape=None):
-        # Sub-layers build themselves on first call; nothing to create here.
-        self.built = True
+    # -- the contract ---------------------------------------------------------------------
+
+    def call(self, images, training=False, num_slots=None, deterministic=False, seed=None):
+        """Decomposes images [B, H, W, 3] into K slots; returns a SceneOutput.
+
+        num_slots: run more (or fewer) slots than configured, e.g. at test time.
+        deterministic: use posterior means instead of samples (features, evaluation).
+        seed: int for reproducible posterior samples.
+        """
+        images = self.prepare_images(images)
+        num_slots = _check_slots(num_slots or self.num_slots)
+        noise = _RandomNormal(seed)
+        z_mask, mask_mean, mask_scale = self._infer_mask_latents(
+            images, num_slots, training, deterministic, noise)
+        mask_logits, log_masks = self._decode_masks(z_mask, training)
+        mask_prior_mean, mask_prior_scale = self._mask_prior_params(z_mask)
+        parts = self._infer_components(images, log_masks, z_mask, training, deterministic,
+                                       noise)
+        return SceneOutput(
+            recon=tf.reduce_sum(tf.exp(log_masks) * parts["components"], axis=1),
+            log_masks=log_masks,
+            z_mask=z_mask,
+            mask_logits=mask_logits,
+            mask_mean=mask_mean,
+            mask_scale=mask_scale,
+            mask_prior_mean=mask_prior_mean,
+            mask_prior_scale=mask_prior_scale,
+            **parts,
+        )
+
+    def loss_terms(self, images, out):
+        """{'err', 'kl/m', ...}, each [B] in nats; −ELBO = err + Σ kl/* (base.elbo)."""
+        images = self.prepare_images(images)
+        posterior = dists.diagonal_gaussian(out.mask_mean, out.mask_scale)
+        prior = dists.diagonal_gaussian(out.mask_prior_mean, out.mask_prior_scale)
+        kl_m = tf.reduce_sum(dists.monte_carlo_kl(out.z_mask, posterior, prior), axis=1)
+        err = dists.reconstruction_error(images, out.log_masks, out.components,
+                                         self.pixel_std)
+        return {"err": err, "kl/m": kl_m, **self._component_kl(out)}
+
+    def sample(self, batch_size=8, seed=None, num_slots=None):
+        """Generates scenes slot by slot from the priors; returns a SceneOutput."""
+        num_slots = _check_slots(num_slots or self.num_slots)
+        noise = _RandomNormal(seed)
+        batch_size = tf.convert_to_tensor(batch_size, tf.int32)
+        z_mask = self._sample_mask_latents(batch_size, num_slots, noise)
+        mask_logits, log_masks = self._decode_masks(z_mask, training=False)
+        parts = self._sample_components(z_mask, noise)
+        return SceneOutput(
+            recon=tf.reduce_sum(tf.exp(log_masks) * parts["components"], axis=1),
+            log_masks=log_masks,
+            z_mask=z_mask,
+            mask_logits=mask_logits,
+            **parts,
+        )
+
+    def features(self, images, num_slots=None):
+        """Posterior means of every slot's latents, concatenated: [B, K·Dm (+ K·Dc)]."""
+        out = self(images, training=False, num_slots=num_slots, deterministic=True)
+        batch = tf.shape(out.mask_mean)[0]
+        means = [m for m in (out.mask_mean, out.comp_mean) if m is not None]
+        return tf.concat([tf.reshape(m, [batch, -1]) for m in means], axis=1)
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "num_slots": self.num_slots,
+            "pixel_std": self.pixel_std,
+            "feature_size": self.feature_size,
+            "inference_lstm_units": self.inference_lstm_units,
+            "prior_lstm_units": self.prior_lstm_units,
+        }
+
+    # -- the component part (subclasses) --------------------------------------------------
+
+    def _infer_components(self, images, log_masks, z_mask, training, deterministic, noise):
+        """-> dict of SceneOutput fields: 'components' [B, K, H, W, 3] and latents."""
+        raise NotImplementedError
+
+    def _sample_components(self, z_mask, noise):
+        """-> dict of SceneOutput fields for generated scenes."""
+        raise NotImplementedError
+
+    def _component_kl(self, out):
+        """-> {'kl/<name>': [B]} of the component latents ({} when there are none)."""
+        raise NotImplementedError
 
     # -- pieces ---------------------------------------------------------------------------
-
-    def _check_images(self, images):
-        shape = images.shape
-        if shape.rank != 4 or shape[-1] != 3 or (
-            shape[1] is not None and (shape[1], shape[2]) != (self.image_size,) * 2
-        ):
-            raise ValueError(
-                f"expected images float32 [B, {self.image_size}, {self.image_size}, 3] in "
-                f"[0, 1], got shape {shape}; resize in the input pipeline or build the "
-                f"model with image_size={shape[1] if shape.rank == 4 else '...'}"
-            )
 
     def _infer_mask_latents(self, images, num_slots, training, deterministic, noise):
         """q(z^m_k | x, z^m_<k) for k = 1..K -> (z, mean, scale), each [B, K, Dm]."""
@@ -128,12 +202,17 @@ class _SequentialSlotModel(keras.Model):
         return tf.stack(zs, 1), tf.stack(means, 1), tf.stack(scales, 1)
 
     def _decode_masks(self, z_mask, training):
-        """z^m [B, K, Dm] -> (attention logits [B, K−1, H, W, 1], log masks [B, K, H, W, 1])."""
+        """z^m [B, K, Dm] -> (attention logits [B, K−1, H, W, 1], log masks [B, K, H, W, 1]).
+
+        Training decodes all K latents (batch-norm statistics over B·K, as the reference);
+        otherwise the unused K-th is skipped.
+        """
         batch, num_slots = tf.shape(z_mask)[0], z_mask.shape[1]
+        decoded = num_slots if training else num_slots - 1
         size = self.image_size
-        flat = tf.reshape(z_mask[:, : num_slots - 1], [-1, self.mask_latent_size])
-        logits = _f32(self.mask_decoder(flat, training=training))  # [B·(K−1), H, W, 1]
-        logits = tf.reshape(logits, [batch, num_slots - 1, size, size, 1])
+        flat = tf.reshape(z_mask[:, :decoded], [-1, self.mask_latent_size])  # [B·k, Dm]
+        logits = _f32(self.mask_decoder(flat, training=training))  # [B·k, H, W, 1]
+        logits = tf.reshape(logits, [batch, decoded, size, size, 1])[:, : num_slots - 1]
         log_masks, _ = self.stick_breaking(logits)
         return logits, log_masks
 
@@ -157,28 +236,9 @@ class _SequentialSlotModel(keras.Model):
             zs.append(z)
         return tf.stack(zs, 1)
 
-    def _mask_kl(self, out):
-        posterior = dists.diagonal_gaussian(out.mask_mean, out.mask_scale)
-        prior = dists.diagonal_gaussian(out.mask_prior_mean, out.mask_prior_scale)
-        return tf.reduce_sum(dists.monte_carlo_kl(out.z_mask, posterior, prior), axis=1)
-
-    def reconstruction_error(self, images, out):
-        """−log p(x | z) per image [B]."""
-        return dists.reconstruction_error(images, out.log_masks, out.components,
-                                          self.pixel_std)
-
-    def build_for_images(self):
-        """Creates every variable by one inference pass on a zero image."""
-        self(tf.zeros([1, self.image_size, self.image_size, 3]), training=False)
-        return self
-
-    def get_config(self):
-        return {
-            "image_size": self.image_size,
-            "num_slots": self.num_slots,
-            "mask_latent_size": self.mask_latent_size,
-            "pixel_std": self.pixel_std,
-        }
+    def _per_slot(self, t, batch, num_slots):
+        """[B·K, ...] -> [B, K, ...] in float32."""
+        return tf.reshape(_f32(t), tf.concat([[batch, num_slots], tf.shape(t)[1:]], 0))
 
 
 class Genesis(_SequentialSlotModel):
@@ -186,7 +246,7 @@ class Genesis(_SequentialSlotModel):
 
     >>> model = Genesis(image_size=64, num_slots=7)
     >>> out = model(images, training=True)        # images [B, 64, 64, 3] in [0, 1]
-    >>> terms = model.loss_terms(images, out)     # {'err', 'kl_m', 'kl_l'}: each [B]
+    >>> terms = model.loss_terms(images, out)     # {'err', 'kl/m', 'kl/l'}: each [B]
     >>> scenes = model.sample(batch_size=8, seed=0)
     """
 
@@ -198,108 +258,56 @@ class Genesis(_SequentialSlotModel):
         self.component_vae = ComponentVAE(image_size, comp_latent_size, name="component_vae")
         self.component_prior = ComponentPrior(comp_latent_size, name="component_prior")
 
-    def call(self, images, training=False, num_slots=None, deterministic=False, seed=None):
-        """Decomposes images [B, H, W, 3] into K slots; returns a SceneOutput.
-
-        num_slots: run more (or fewer) slots than configured, e.g. at test time.
-        deterministic: use posterior means instead of samples (features, evaluation).
-        seed: int for reproducible posterior samples.
-        """
-        images = tf.cast(images, tf.float32)  # a mixed policy autocasts call inputs
-        self._check_images(images)
-        num_slots = _check_slots(num_slots or self.num_slots)
-        noise = _RandomNormal(seed)
-        batch = tf.shape(images)[0]
+    def _infer_components(self, images, log_masks, z_mask, training, deterministic, noise):
+        batch, num_slots = tf.shape(images)[0], z_mask.shape[1]
         size = self.image_size
-
-        z_mask, mask_mean, mask_scale = self._infer_mask_latents(
-            images, num_slots, training, deterministic, noise)
-        mask_logits, log_masks = self._decode_masks(z_mask, training)
-
-        # Component VAE on all B·K (mask, image) pairs at once.
+        # The component VAE sees all B·K (mask, image) pairs at once, slot-minor.
         flat_log_masks = tf.reshape(log_masks, [-1, size, size, 1])  # [B·K, H, W, 1]
-        flat_images = tf.repeat(images, num_slots, axis=0)  # [B·K, H, W, 3], slot-minor
-        comp_mean, comp_scale = self.component_vae.encode(flat_log_masks, flat_images)
-        comp_mean, comp_scale = _f32(comp_mean), _f32(comp_scale)
-        z_comp = comp_mean if deterministic else comp_mean + comp_scale * noise(
-            tf.shape(comp_mean))
-        components = _f32(self.component_vae.decode(z_comp))
-        components = tf.reshape(components, [batch, num_slots, size, size, 3])
-        recon = tf.reduce_sum(tf.exp(log_masks) * components, axis=1)
-
-        mask_prior_mean, mask_prior_scale = self._mask_prior_params(z_mask)
-        comp_prior_mean, comp_prior_scale = self.component_prior(
+        flat_images = tf.repeat(images, num_slots, axis=0)  # [B·K, H, W, 3]
+        mean, scale = self.component_vae.encode(flat_log_masks, flat_images)
+        mean, scale = _f32(mean), _f32(scale)
+        z_comp = mean if deterministic else mean + scale * noise(tf.shape(mean))
+        prior_mean, prior_scale = self.component_prior(
             tf.reshape(z_mask, [-1, self.mask_latent_size]))
 
-        def per_slot(t):  # [B·K, D] -> [B, K, D]
-            return tf.reshape(_f32(t), [batch, num_slots, -1])
+        def per_slot(t):
+            return self._per_slot(t, batch, num_slots)
 
-        return SceneOutput(
-            recon=recon,
-            log_masks=log_masks,
-            components=components,
-            z_mask=z_mask,
-            z_comp=per_slot(z_comp),
-            mask_logits=mask_logits,
-            mask_mean=mask_mean,
-            mask_scale=mask_scale,
-            mask_prior_mean=mask_prior_mean,
-            mask_prior_scale=mask_prior_scale,
-            comp_mean=per_slot(comp_mean),
-            comp_scale=per_slot(comp_scale),
-            comp_prior_mean=per_slot(comp_prior_mean),
-            comp_prior_scale=per_slot(comp_prior_scale),
-        )
-
-    def loss_terms(self, images, out):
-        """{'err', 'kl_m', 'kl_l'}, each [B] in nats; −ELBO = err + kl_m + kl_l."""
-        posterior = dists.diagonal_gaussian(out.comp_mean, out.comp_scale)
-        prior = dists.diagonal_gaussian(out.comp_prior_mean, out.comp_prior_scale)
-        kl_l = tf.reduce_sum(dists.monte_carlo_kl(out.z_comp, posterior, prior), axis=1)
         return {
-            "err": self.reconstruction_error(images, out),
-            "kl_m": self._mask_kl(out),
-            "kl_l": kl_l,
+            "components": per_slot(self.component_vae.decode(z_comp)),
+            "z_comp": per_slot(z_comp),
+            "comp_mean": per_slot(mean),
+            "comp_scale": per_slot(scale),
+            "comp_prior_mean": per_slot(prior_mean),
+            "comp_prior_scale": per_slot(prior_scale),
         }
 
-    def sample(self, batch_size=8, seed=None, num_slots=None):
-        """Generates scenes slot by slot from the priors; returns a SceneOutput."""
-        num_slots = _check_slots(num_slots or self.num_slots)
-        noise = _RandomNormal(seed)
-        batch_size = tf.convert_to_tensor(batch_size, tf.int32)
-        size = self.image_size
-        z_mask = self._sample_mask_latents(batch_size, num_slots, noise)
-        mask_logits, log_masks = self._decode_masks(z_mask, training=False)
+    def _sample_components(self, z_mask, noise):
+        batch, num_slots = tf.shape(z_mask)[0], z_mask.shape[1]
         prior_mean, prior_scale = self.component_prior(
             tf.reshape(z_mask, [-1, self.mask_latent_size]))
         prior_mean, prior_scale = _f32(prior_mean), _f32(prior_scale)
         z_comp = prior_mean + prior_scale * noise(tf.shape(prior_mean))
-        components = _f32(self.component_vae.decode(z_comp))
-        components = tf.reshape(components, [batch_size, num_slots, size, size, 3])
-        recon = tf.reduce_sum(tf.exp(log_masks) * components, axis=1)
-        return SceneOutput(
-            recon=recon,
-            log_masks=log_masks,
-            components=components,
-            z_mask=z_mask,
-            z_comp=tf.reshape(z_comp, [batch_size, num_slots, self.comp_latent_size]),
-            mask_logits=mask_logits,
-        )
+        return {
+            "components": self._per_slot(self.component_vae.decode(z_comp), batch, num_slots),
+            "z_comp": self._per_slot(z_comp, batch, num_slots),
+        }
 
-    def features(self, images, num_slots=None):
-        """Latent representation for probes: posterior means of z^m and z^c of all slots,
-        concatenated: [B, K·(Dm + Dc)]."""
-        out = self(images, training=False, num_slots=num_slots, deterministic=True)
-        batch = tf.shape(out.z_mask)[0]
-        return tf.concat([tf.reshape(out.mask_mean, [batch, -1]),
-                          tf.reshape(out.comp_mean, [batch, -1])], axis=1)
+    def _component_kl(self, out):
+        posterior = dists.diagonal_gaussian(out.comp_mean, out.comp_scale)
+        prior = dists.diagonal_gaussian(out.comp_prior_mean, out.comp_prior_scale)
+        return {"kl/l": tf.reduce_sum(dists.monte_carlo_kl(out.z_comp, posterior, prior), 1)}
 
     def get_config(self):
-        return {**super().get_config(), "comp_latent_size": self.comp_latent_size}
+        return {**super().get_config(), "mask_latent_size": self.mask_latent_size,
+                "comp_latent_size": self.comp_latent_size}
 
 
 class GenesisS(_SequentialSlotModel):
-    """GENESIS-S: one latent per slot decoded into both its mask logits and its component."""
+    """GENESIS-S: one latent per slot decoded into both its mask logits and its component.
+
+    Its loss terms are {'err', 'kl/m'}; z_comp and the comp_* fields of its output are None.
+    """
 
     def __init__(self, image_size=64, num_slots=7, latent_size=64, pixel_std=0.7, **kwargs):
         super().__init__(image_size=image_size, num_slots=num_slots,
@@ -307,61 +315,22 @@ class GenesisS(_SequentialSlotModel):
         self.component_decoder = BroadcastDecoder(image_size, out_channels=3, filters=32,
                                                   name="component_decoder")
 
-    def _components(self, z, batch, num_slots):
-        size = self.image_size
+    def _decode_components(self, z):
+        batch, num_slots = tf.shape(z)[0], z.shape[1]
         flat = tf.reshape(z, [-1, self.mask_latent_size])
-        components = _f32(self.component_decoder(flat))
-        return tf.reshape(components, [batch, num_slots, size, size, 3])
+        return {"components": self._per_slot(self.component_decoder(flat), batch, num_slots)}
 
-    def call(self, images, training=False, num_slots=None, deterministic=False, seed=None):
-        """As Genesis.call; z_comp is None (the single latent is z_mask)."""
-        images = tf.cast(images, tf.float32)  # a mixed policy autocasts call inputs
-        self._check_images(images)
-        num_slots = _check_slots(num_slots or self.num_slots)
-        noise = _RandomNormal(seed)
-        batch = tf.shape(images)[0]
-        z, mean, scale = self._infer_mask_latents(images, num_slots, training,
-                                                  deterministic, noise)
-        mask_logits, log_masks = self._decode_masks(z, training)
-        components = self._components(z, batch, num_slots)
-        recon = tf.reduce_sum(tf.exp(log_masks) * components, axis=1)
-        prior_mean, prior_scale = self._mask_prior_params(z)
-        return SceneOutput(
-            recon=recon,
-            log_masks=log_masks,
-            components=components,
-            z_mask=z,
-            mask_logits=mask_logits,
-            mask_mean=mean,
-            mask_scale=scale,
-            mask_prior_mean=prior_mean,
-            mask_prior_scale=prior_scale,
-        )
+    def _infer_components(self, images, log_masks, z_mask, training, deterministic, noise):
+        return self._decode_components(z_mask)
 
-    def loss_terms(self, images, out):
-        """{'err', 'kl_m', 'kl_l'} each [B]; kl_l is 0 (no component latents)."""
-        kl_m = self._mask_kl(out)
-        return {
-            "err": self.reconstruction_error(images, out),
-            "kl_m": kl_m,
-            "kl_l": tf.zeros_like(kl_m),
-        }
+    def _sample_components(self, z_mask, noise):
+        return self._decode_components(z_mask)
 
-    def sample(self, batch_size=8, seed=None, num_slots=None):
-        num_slots = _check_slots(num_slots or self.num_slots)
-        noise = _RandomNormal(seed)
-        batch_size = tf.convert_to_tensor(batch_size, tf.int32)
-        z = self._sample_mask_latents(batch_size, num_slots, noise)
-        mask_logits, log_masks = self._decode_masks(z, training=False)
-        components = self._components(z, batch_size, num_slots)
-        recon = tf.reduce_sum(tf.exp(log_masks) * components, axis=1)
-        return SceneOutput(recon=recon, log_masks=log_masks, components=components,
-                           z_mask=z, mask_logits=mask_logits)
+    def _component_kl(self, out):
+        return {}
 
-    def features(self, images, num_slots=None):
-        """Posterior means of all slot latents: [B, K·Dm]."""
-        out = self(images, training=False, num_slots=num_slots, deterministic=True)
-        return tf.reshape(out.mask_mean, [tf.shape(out.mask_mean)[0], -1])
+    def get_config(self):
+        return {**super().get_config(), "latent_size": self.mask_latent_size}
 
 
 def _f32(t):

@@ -1,12 +1,15 @@
-"""Training: strategy, the GECO loop, summaries, progress, gin registrations."""
+"""Training: strategy, the GECO step and loop, checkpoints, summaries, progress, gin."""
 from genesis_tf.training import config  # noqa: F401  (registers gin names)
+from genesis_tf.training.checkpoints import CheckpointMismatchError, restore
 from genesis_tf.training.loop import (
-    CheckpointMismatchError,
+    ConfigurationError,
     TrainingDivergedError,
+    TrainingInterrupted,
     TrainResult,
     evaluate,
     train,
 )
+from genesis_tf.training.step import make_train_step
 
-__all__ = ["CheckpointMismatchError", "TrainResult", "TrainingDivergedError", "evaluate",
-           "train"]
+__all__ = ["CheckpointMismatchError", "ConfigurationError", "TrainResult", "TrainingDivergedError",
+           "TrainingInterrupted", "evaluate", "make_train_step", "restore", "train"]

@@ -1,15 +1,22 @@
-"""The GECO training loop: a per-replica step, a tf.function inner loop, a Python outer loop.
+"""The GECO training loop: the replica step, a tf.function inner loop, periodic actions.
 
-replica step:  forward -> loss terms -> loss = (Σ err + β Σ (kl_m + kl_l)) / global batch
-               -> gradients -> Adam -> GECO update with the error averaged over replicas
-inner loop:    ``steps_per_loop`` replica steps inside one tf.function (tf.range)
-outer loop:    divergence guard, progress line, summaries, validation, checkpoints
+replica step:  genesis_tf/training/step.py (forward, loss terms, GECO, optimizer)
+inner loop:    ``steps_per_loop`` replica steps inside one tf.function (tf.range); each
+               step's loss terms go into a keras.metrics.Mean per term
+outer loop:    after each inner loop, the periodic actions: divergence guard, progress
+               line, summaries (the means since the last summary), preview images,
+               validation, checkpoint; SIGINT/SIGTERM save a checkpoint and stop
 
-All state (model, optimizer, GECO, step counter, input iterator) lives in one
-tf.train.Checkpoint; every run restores the latest checkpoint in model_dir first.
+All state (model, optimizer, GECO, step counter) lives in one tf.train.Checkpoint; every
+run restores the latest checkpoint in model_dir first. The input position is not
+checkpointed (tf.data's iterator state holds the whole shuffle buffer, 80–190 MB): with
+train.seed set the data order is a function of the seed, and a resumed run skips the
+examples it had consumed; without a seed it draws a fresh shuffle.
 """
 import os
 import shutil
+import signal
+import threading
 import time
 from typing import Any, NamedTuple
 
@@ -20,20 +27,38 @@ import tensorflow as tf
 
 from genesis_tf import data as data_lib
 from genesis_tf.geco import GECO
+from genesis_tf.models.base import ERR, elbo, summary_name
+from genesis_tf.training import checkpoints, summaries
 from genesis_tf.training import precision as precision_lib
-from genesis_tf.training import summaries
+from genesis_tf.training.checkpoints import CheckpointMismatchError
+from genesis_tf.training.optimizers import make_optimizer
 from genesis_tf.training.progress import Progress
+from genesis_tf.training.step import make_train_step
 from genesis_tf.training.strategy import make_strategy
 
 ONLY_FIRST = tf.VariableAggregation.ONLY_FIRST_REPLICA
+
+__all__ = ["CheckpointMismatchError", "ConfigurationError", "TrainResult", "TrainingDivergedError",
+           "TrainingInterrupted", "evaluate", "train"]
+
+
+class ConfigurationError(ValueError):
+    """The gin configuration asks for something that cannot be built."""
 
 
 class TrainingDivergedError(RuntimeError):
     """Non-finite loss or an ELBO beyond the limit; the last good checkpoint is kept."""
 
 
-class CheckpointMismatchError(RuntimeError):
-    """model_dir holds a checkpoint of a different model or configuration."""
+class TrainingInterrupted(Exception):  # noqa: N818 (not an error: the user asked for it)
+    """SIGINT or SIGTERM arrived; a checkpoint was saved. ``exit_code`` is 128 + signal."""
+
+    def __init__(self, signal_number, step, checkpoint):
+        self.signal_number, self.step, self.checkpoint = signal_number, step, checkpoint
+        self.exit_code = 128 + signal_number
+        name = signal.Signals(signal_number).name
+        super().__init__(f"{name}: stopped at step {step}, checkpoint {checkpoint}; "
+                         "rerun the same command to resume")
 
 
 class TrainResult(NamedTuple):
@@ -42,6 +67,47 @@ class TrainResult(NamedTuple):
     metrics: dict
     model_dir: str
     checkpoint: str
+
+
+class Periodic(NamedTuple):
+    """An outer-loop action run when the step crosses a multiple of `every` (0: never)
+    and, with at_end, after the last step."""
+
+    every: int
+    action: Any  # callable(step)
+    at_end: bool = True
+
+    def due(self, step, steps_run, final):
+        crossed = bool(self.every) and step // self.every != (step - steps_run) // self.every
+        return crossed or (final and self.at_end)
+
+
+class _StopSignals:
+    """Turns SIGINT/SIGTERM into a flag the outer loop checks between inner loops (so the
+    checkpoint holds a finished step). A second signal stops at once."""
+
+    def __init__(self):
+        self.received = None
+        self._previous = {}
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signal_number, frame):
+        if self.received is not None:  # second signal: give up waiting
+            signal.signal(signal_number, signal.SIG_DFL)
+            os.kill(os.getpid(), signal_number)
+            return
+        self.received = signal_number
+        print(f"\n{signal.Signals(signal_number).name} received: saving a checkpoint after "
+              "the current steps (send it again to stop at once)", flush=True)
+
+    def __exit__(self, *exc):
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
 
 
 def _is_chief(strategy):
@@ -55,8 +121,10 @@ def _is_chief(strategy):
     return task_type == "worker" and task_id == 0 and not has_chief
 
 
-def _crossed(step, n, every):
-    return bool(every) and step // every != (step - n) // every
+def _check_model_dir(model_dir):
+    if tf.io.gfile.exists(model_dir) and not tf.io.gfile.isdir(model_dir):
+        raise NotADirectoryError(
+            f"--model_dir={model_dir} is a file; give a directory (new or of an earlier run)")
 
 
 @gin.configurable(denylist=["model_dir"])
@@ -68,6 +136,7 @@ def train(
     batch_size=32,
     num_steps=500_000,
     steps_per_loop=10,
+    optimizer="torch_adam",
     learning_rate=1e-4,
     adam_epsilon=1e-8,
     checkpoint_every=1000,
@@ -90,13 +159,14 @@ def train(
     """Trains `model` (a model class or factory, e.g. gin's @Genesis) with GECO.
 
     Args:
-      model_dir: checkpoints, TensorBoard logs and the operative gin config go here.
-      model: callable(image_size=...) returning a GENESIS-style keras.Model.
+      model_dir: checkpoints, TensorBoard logs and the run's configuration go here.
+      model: callable(image_size=...) returning a SceneModel (genesis_tf/models/base.py).
       dataset: a genesis_tf.data dataset name ("multi_dsprites/offline_colored", ...).
       batch_size: the global batch size (split over replicas).
       num_steps: total optimisation steps (the paper: 500,000).
       steps_per_loop: steps run inside one tf.function call between Python-side work.
-      adam_epsilon: PyTorch's Adam default (Keras' is 1e-7).
+      optimizer: "torch_adam" (PyTorch's Adam update, as the reference) or "keras_adam".
+      adam_epsilon: PyTorch's Adam default.
       strategy: "auto" (TF_CONFIG -> multi-worker, GPUs -> mirrored, else default), a
         name understood by make_strategy, or a tf.distribute.Strategy.
       max_elbo: the run stops as diverged when the negative ELBO exceeds this.
@@ -110,12 +180,16 @@ def train(
         hardware would emulate the low-precision kernels.
     Returns:
       TrainResult(model, step, metrics, model_dir, checkpoint path).
+    Raises:
+      TrainingInterrupted after SIGINT/SIGTERM (a checkpoint was saved first).
     """
     precision_lib.check_hardware(precision)  # also rejects unknown names
-    if isinstance(strategy, str):
-        strategy = make_strategy(strategy)
     if steps_per_loop < 1 or num_steps < 0 or batch_size < 1:
         raise ValueError("steps_per_loop and batch_size must be >= 1, num_steps >= 0")
+    _check_model_dir(model_dir)
+    data_lib.check_available(dataset, data_dir)  # before anything is written
+    if isinstance(strategy, str):
+        strategy = make_strategy(strategy)
     if batch_size % strategy.num_replicas_in_sync:
         raise ValueError(
             f"batch_size {batch_size} must be divisible by the {strategy.num_replicas_in_sync} "
@@ -125,191 +199,207 @@ def train(
     # Non-chief workers must take part in saving, but into a scratch directory.
     save_dir = model_dir if chief else os.path.join(
         model_dir, f"worker_tmp_{strategy.cluster_resolver.task_id}")
-    tf.io.gfile.makedirs(save_dir)
 
+    # -- state ----------------------------------------------------------------------------
     with strategy.scope():
-        net = precision_lib.with_policy(precision, lambda: model(image_size=image_size))
+        try:
+            net = precision_lib.with_policy(precision, lambda: model(image_size=image_size))
+        except (TypeError, ValueError) as error:
+            if "argument" not in str(error):
+                raise
+            raise ConfigurationError(
+                f"the model cannot be built: {str(error).splitlines()[0]} (check its "
+                "bindings in the gin files, e.g. Genesis.num_slots)") from error
         net.build_for_images()
-        optimizer = keras.optimizers.Adam(learning_rate, epsilon=adam_epsilon)
-        # float16 gradients underflow without dynamic loss scaling.
-        loss_scaling = precision == "mixed_float16"
+        description = checkpoints.describe(net)
+        checkpoints.check_same_model(model_dir, description)
+        opt = make_optimizer(optimizer, learning_rate, epsilon=adam_epsilon)
+        loss_scaling = precision == "mixed_float16"  # float16 gradients underflow
         if loss_scaling:
-            optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
-        optimizer.build(net.trainable_variables)  # slots must exist before strategy.run
+            opt = keras.optimizers.LossScaleOptimizer(opt)
+        opt.build(net.trainable_variables)  # slots must exist before strategy.run
         geco = GECO.for_image(image_size, image_size, alpha=geco_alpha, speedup=geco_speedup)
         step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step",
                            aggregation=ONLY_FIRST)
+        term_names = list(net.loss_terms(
+            tf.zeros([1, image_size, image_size, 3]),
+            net(tf.zeros([1, image_size, image_size, 3]), training=False)))
+        term_means = {name: keras.metrics.Mean(name=summary_name(name))
+                      for name in term_names}
 
-    def make_iterator(skip_batches=0):
-        def dataset_fn(input_context):
-            ds = data_lib.train_dataset(dataset, image_size, batch_size, data_dir=data_dir,
-                                        seed=seed, input_context=input_context)
-            return ds.skip(skip_batches) if skip_batches else ds
-
-        return iter(strategy.distribute_datasets_from_function(dataset_fn))
-
-    iterator = make_iterator()
-    # The input position is checkpointed where tf.distribute can (one device); across
-    # several devices the iterator is not trackable, so a resumed run skips the batches
-    # it had consumed instead (same data when train.seed is set).
-    trackable_input = isinstance(iterator, tf.__internal__.tracking.Trackable)
-    state = dict(model=net, optimizer=optimizer, geco=geco, step=step)
-    if trackable_input:
-        state["iterator"] = iterator
-    checkpoint = tf.train.Checkpoint(**state)
+    tf.io.gfile.makedirs(save_dir)
+    checkpoint = tf.train.Checkpoint(model=net, optimizer=opt, geco=geco, step=step)
     manager = tf.train.CheckpointManager(checkpoint, save_dir, max_to_keep=keep_checkpoints)
-    restored = _restore(checkpoint, model_dir)
-    if not trackable_input and int(step.numpy()):
-        iterator = make_iterator(int(step.numpy()))
-
+    restored = tf.train.latest_checkpoint(model_dir)
+    if restored:
+        checkpoints.restore_into(checkpoint, restored, net, model_dir)
+    start_step = int(step.numpy())
     if chief:
-        with tf.io.gfile.GFile(os.path.join(model_dir, "operative_config.gin"), "w") as f:
-            f.write(gin.operative_config_str())
+        checkpoints.write_description(model_dir, description)
+        changes = checkpoints.record_operative_config(
+            model_dir, gin.operative_config_str(), start_step)
+        if changes and start_step:
+            print(f"Resuming with changed settings (recorded in {model_dir}/"
+                  f"{checkpoints.HISTORY_DIR}): " + "; ".join(changes), flush=True)
 
-    variables = net.trainable_variables
+    # -- input ----------------------------------------------------------------------------
+    def dataset_fn(input_context):
+        skip = start_step * batch_size // input_context.num_input_pipelines
+        return data_lib.train_dataset(dataset, image_size, batch_size, data_dir=data_dir,
+                                      seed=seed, input_context=input_context,
+                                      skip_examples=skip if seed is not None else 0)
 
+    if start_step and seed is not None:
+        print(f"Skipping the {start_step * batch_size:,} examples consumed before step "
+              f"{start_step} (train.seed is set, so the data order continues exactly)…",
+              flush=True)
+    iterator = iter(strategy.distribute_datasets_from_function(dataset_fn))
+
+    # -- the step and the inner loop --------------------------------------------------------
     def noise_seed():
         """With train.seed set, each (step, replica) draws reproducible posterior noise,
         so a resumed run continues exactly as an uninterrupted one."""
-        if seed is None:
-            return None
         replica = tf.distribute.get_replica_context().replica_id_in_sync_group
         mixed = (tf.cast(seed, tf.int64) * 1_000_003 + step.read_value() * 64
                  + tf.cast(replica, tf.int64))
         return tf.cast(mixed % (2**31 - 1), tf.int32)
 
-    def replica_step(batch):
-        images = batch["image"]
-        with tf.GradientTape() as tape:
-            out = net(images, training=True, deterministic=deterministic_posterior,
-                      seed=noise_seed())
-            terms = net.loss_terms(images, out)
-            err = tf.reduce_sum(terms["err"])
-            kl_m = tf.reduce_sum(terms["kl_m"])
-            kl_l = tf.reduce_sum(terms["kl_l"])
-            # Divided by the global batch: the replicas' gradients are summed.
-            loss = geco.loss(err, kl_m + kl_l) / batch_size
-            if loss_scaling:
-                loss = optimizer.scale_loss(loss)
-        # With loss scaling, apply_gradients unscales (and skips non-finite steps).
-        grads = tape.gradient(loss, variables)
-        optimizer.apply_gradients(zip(grads, variables, strict=True))
-        context = tf.distribute.get_replica_context()
-        means = context.all_reduce(tf.distribute.ReduceOp.SUM,
-                                   tf.stack([err, kl_m, kl_l])) / batch_size
-        geco.update(means[0])  # the same value on every replica, so β stays identical
-        return means
+    replica_step = make_train_step(
+        net, opt, geco, batch_size, loss_scaling=loss_scaling,
+        deterministic=deterministic_posterior,
+        seed_fn=noise_seed if seed is not None else None)
 
     @tf.function
     def train_loop(n):
-        means = tf.zeros([3])
         for _ in tf.range(n):
-            per_replica = strategy.run(replica_step, args=(next(iterator),))
-            means = strategy.experimental_local_results(per_replica)[0]
+            per_replica = strategy.run(replica_step, args=(next(iterator)["image"],))
+            means = strategy.experimental_local_results(per_replica)[0]  # all-reduced
+            for name, value in means.items():
+                term_means[name].update_state(value)
             step.assign_add(1)
-        return means
 
+    # -- periodic actions -------------------------------------------------------------------
     writer = tf.summary.create_file_writer(os.path.join(model_dir, "train")) if chief \
         else tf.summary.create_noop_writer()
     val_writer = tf.summary.create_file_writer(os.path.join(model_dir, "val")) if chief \
         else tf.summary.create_noop_writer()
-    preview = None
     progress = Progress(num_steps)
-    current = int(step.numpy())
-    progress.start(current)
-    if current:
-        print(f"Resumed from {restored} at step {current}.", flush=True)
-    started, last_log, metrics = time.monotonic(), 0.0, {}
-    last_time, last_step = started, current
+    preview = []
+    latest = {}
 
-    while current < num_steps:
-        n = min(steps_per_loop, num_steps - current)
-        means = train_loop(tf.constant(n, tf.int64)).numpy()
-        current = int(step.numpy())
-        now = time.monotonic()
-        metrics = {
-            "err": float(means[0]),
-            "kl_m": float(means[1]),
-            "kl_l": float(means[2]),
-            "elbo": float(means.sum()),
-            "beta": float(geco.beta.numpy()),
-            "err_ema": float(geco.err_ema.numpy()),
-            "steps_per_sec": (current - last_step) / max(now - last_time, 1e-9),
-        }
-        last_time, last_step = now, current
-        if not np.all(np.isfinite(means)) or metrics["elbo"] > max_elbo:
-            raise TrainingDivergedError(
-                f"training diverged at step {current}: elbo={metrics['elbo']:.4g}, "
-                f"err={metrics['err']:.4g}, kl_m={metrics['kl_m']:.4g}, "
-                f"kl_l={metrics['kl_l']:.4g} (limit {max_elbo:.3g}). The last good "
-                f"checkpoint, {manager.latest_checkpoint}, is kept; lower the learning "
-                "rate or check the data, then rerun to resume from it."
-            )
-        out_of_time = max_minutes is not None and now - started > 60.0 * max_minutes
-        done = current >= num_steps or out_of_time
-        if _crossed(current, n, summary_every) or done:
-            summaries.write_scalars(writer, current, metrics, "train")
-        if now - last_log >= log_every_seconds or done:
-            progress.report(current, metrics)
-            last_log = now
-        if chief and image_summary_every and (_crossed(current, n, image_summary_every) or done):
-            if preview is None:
-                preview = next(iter(data_lib.train_dataset(
-                    dataset, image_size, 8, data_dir=data_dir, seed=0, shuffle=False)))["image"]
-            summaries.write_images(writer, current, preview.numpy(),
-                                   net(preview, training=False), net.sample(8, seed=0))
-        if _crossed(current, n, validation_every):
-            val = evaluate(net, dataset, image_size, batch_size, data_dir, validation_batches)
-            summaries.write_scalars(val_writer, current, val, "val")
-            print(f"validation at step {current}: " +
-                  ", ".join(f"{k} {v:.2f}" for k, v in val.items()), flush=True)
-        if _crossed(current, n, checkpoint_every) or done:
-            manager.save(checkpoint_number=current)
-        if out_of_time:
-            print(f"Stopping after {max_minutes} minutes at step {current}.", flush=True)
-            break
+    def current_metrics():
+        values = {name: float(metric.result()) for name, metric in term_means.items()}
+        metrics = {summary_name(name): value for name, value in values.items()}
+        metrics["elbo"] = float(elbo(values))
+        metrics["beta"] = float(geco.beta.numpy())
+        metrics["err_ema"] = float(geco.err_ema.numpy())
+        return metrics
+
+    def write_summaries(current):
+        metrics = dict(latest, steps_per_sec=progress.rate)
+        summaries.write_scalars(writer, current, metrics, "train")
+        for metric in term_means.values():  # the next summary averages the steps after
+            metric.reset_state()
+
+    def write_images(current):
+        if not preview:
+            preview.append(next(iter(data_lib.train_dataset(
+                dataset, image_size, 8, data_dir=data_dir, seed=0, shuffle=False)))["image"])
+        summaries.write_images(writer, current, preview[0].numpy(),
+                               net(preview[0], training=False), net.sample(8, seed=0))
+
+    def validate(current):
+        val = evaluate(net, dataset, image_size, batch_size, data_dir, validation_batches)
+        summaries.write_scalars(val_writer, current, val, "val")
+        print(f"validation at step {current}: " +
+              ", ".join(f"{k} {v:.2f}" for k, v in val.items()), flush=True)
+
+    actions = [Periodic(summary_every, write_summaries)]
+    if chief:
+        actions.append(Periodic(image_summary_every, write_images,
+                                at_end=bool(image_summary_every)))
+    actions += [
+        Periodic(validation_every, validate, at_end=False),
+        Periodic(checkpoint_every, lambda current: manager.save(checkpoint_number=current)),
+    ]
+
+    # -- the outer loop ---------------------------------------------------------------------
+    if start_step:
+        print(f"Resumed from {restored} at step {start_step}.", flush=True)
+    current, started, last_log = start_step, time.monotonic(), 0.0
+    first_call = True
+    with _StopSignals() as stop:
+        while current < num_steps:
+            n = min(steps_per_loop, num_steps - current)
+            if first_call:
+                print("Compiling the training step (the first call traces the graph)…",
+                      flush=True)
+                traced = time.monotonic()
+            try:
+                train_loop(tf.constant(n, tf.int64))
+            except (tf.errors.DataLossError, tf.errors.InvalidArgumentError) as error:
+                data_lib.raise_if_corrupt(error, dataset, data_dir)
+                raise
+            current = int(step.numpy())
+            now = time.monotonic()
+            if first_call:
+                print(f"Compiled and ran {n} step(s) in {now - traced:.1f} s.", flush=True)
+                progress.start(current)  # the ETA leaves tracing out
+                first_call = False
+            latest = current_metrics()
+            if not np.all(np.isfinite(list(latest.values()))) or latest["elbo"] > max_elbo:
+                raise TrainingDivergedError(
+                    f"training diverged at step {current}: " +
+                    ", ".join(f"{k}={v:.4g}" for k, v in latest.items()) +
+                    f" (limit elbo {max_elbo:.3g}). The last good checkpoint, "
+                    f"{manager.latest_checkpoint}, is kept; lower the learning rate or check "
+                    "the data, then rerun to resume from it."
+                )
+            out_of_time = max_minutes is not None and now - started > 60.0 * max_minutes
+            interrupted = stop.received  # read once: a signal arriving later waits a loop
+            final = current >= num_steps or out_of_time or interrupted is not None
+            progress.tick(current)
+            if now - last_log >= log_every_seconds or final:
+                progress.report(current, latest)
+                last_log = now
+            for periodic in actions:
+                if periodic.due(current, n, final):
+                    periodic.action(current)
+            if interrupted is not None:
+                writer.flush()
+                raise TrainingInterrupted(interrupted, current, manager.latest_checkpoint)
+            if out_of_time:
+                print(f"Stopping after {max_minutes} minutes at step {current}.", flush=True)
+                break
 
     writer.flush()
     if not chief:
         shutil.rmtree(save_dir, ignore_errors=True)
-    return TrainResult(net, current, metrics, model_dir, manager.latest_checkpoint)
-
-
-def _restore(checkpoint, model_dir):
-    """Restores the chief's latest checkpoint (every worker reads the same one)."""
-    latest = tf.train.latest_checkpoint(model_dir)
-    if not latest:
-        return None
-    try:
-        checkpoint.restore(latest).assert_existing_objects_matched()
-    except (AssertionError, ValueError, tf.errors.InvalidArgumentError) as error:
-        raise CheckpointMismatchError(
-            f"the checkpoint {latest} in --model_dir={model_dir} does not fit the "
-            f"configured model ({str(error).splitlines()[0][:300]}). Use a new --model_dir, "
-            "or the gin configuration that model_dir/operative_config.gin records."
-        ) from error
-    return latest
+    return TrainResult(net, current, latest, model_dir, manager.latest_checkpoint)
 
 
 def evaluate(net, dataset, image_size, batch_size, data_dir=None, num_batches=10,
              split="validation"):
-    """Mean err, kl_m, kl_l and elbo over `num_batches` evaluation batches."""
+    """Mean of every loss term and the negative ELBO over `num_batches` evaluation
+    batches: {'err', 'kl_m', ..., 'elbo'} (summary names)."""
     try:
         ds = data_lib.eval_dataset(dataset, image_size, batch_size, split=split,
-                                   data_dir=data_dir)
+                                   data_dir=data_dir, max_examples=num_batches * batch_size)
     except ValueError:  # no such split: fall back to test
         ds = data_lib.eval_dataset(dataset, image_size, batch_size, split="test",
-                                   data_dir=data_dir)
+                                   data_dir=data_dir, max_examples=num_batches * batch_size)
 
     @tf.function
-    def terms_of(images):
+    def sums_of(images):
         out = net(images, training=False)
-        terms = net.loss_terms(images, out)
-        return tf.stack([tf.reduce_sum(terms[k]) for k in ("err", "kl_m", "kl_l")])
+        return {k: tf.reduce_sum(v) for k, v in net.loss_terms(images, out).items()}
 
-    totals, count = np.zeros(3), 0
-    for batch in ds.take(num_batches):
-        totals += terms_of(batch["image"]).numpy()
+    totals, count = {}, 0
+    for batch in ds:
+        for key, value in sums_of(batch["image"]).items():
+            totals[key] = totals.get(key, 0.0) + float(value)
         count += int(batch["image"].shape[0])
-    means = totals / max(count, 1)
-    return {"err": means[0], "kl_m": means[1], "kl_l": means[2], "elbo": means.sum()}
+    means = {key: value / max(count, 1) for key, value in totals.items()}
+    result = {summary_name(key): value for key, value in means.items()}
+    result["elbo"] = means[ERR] + sum(v for k, v in means.items() if k != ERR)
+    return result

@@ -1,4 +1,8 @@
-"""One console line per reporting interval: step, speed, ELBO, err, KLs, β and ETA."""
+"""One console line per reporting interval: step, speed, ELBO, err, each KL, β and ETA.
+
+The speed and the ETA count from ``start`` — called after the first (tracing) call of the
+training step — so the graph's compilation does not distort them.
+"""
 import sys
 import time
 
@@ -19,22 +23,36 @@ class Progress:
     def __init__(self, total_steps, stream=None):
         self.total_steps = total_steps
         self.stream = stream or sys.stdout
+        self.rate = 0.0  # steps/s over the last tick
+        self._start = None
         self._last = None
 
     def start(self, step):
-        self._last = (time.monotonic(), step)
+        self._start = self._last = (time.monotonic(), step)
+
+    def tick(self, step):
+        """Records that `step` was reached; updates `rate` (steps/s since the last tick)."""
+        now = time.monotonic()
+        if self._last is None:
+            self.start(step)
+            return
+        last_time, last_step = self._last
+        if step > last_step:
+            self.rate = (step - last_step) / max(now - last_time, 1e-9)
+            self._last = (now, step)
 
     def report(self, step, metrics):
-        now = time.monotonic()
-        last_time, last_step = self._last or (now, step)
-        rate = (step - last_step) / max(now - last_time, 1e-9)
-        self._last = (now, step)
-        eta = (self.total_steps - step) / rate if rate > 0 else float("nan")
+        """Prints and returns the line for `step` with `metrics` (summary names)."""
+        rate = self.rate
+        if self._start is not None and step > self._start[1]:
+            rate = (step - self._start[1]) / max(time.monotonic() - self._start[0], 1e-9)
+        eta = format_duration((self.total_steps - step) / rate) if rate > 0 else "?"
+        speed = f"{rate:6.2f}" if rate > 0 else "     ?"
+        kls = " | ".join(f"{k} {v:7.2f}" for k, v in metrics.items() if k.startswith("kl_"))
         line = (
-            f"step {step:>7d}/{self.total_steps} | {rate:6.2f} steps/s | "
-            f"elbo {metrics['elbo']:10.1f} | err {metrics['err']:10.1f} | "
-            f"kl_m {metrics['kl_m']:7.2f} | kl_l {metrics['kl_l']:7.2f} | "
-            f"beta {metrics['beta']:.3e} | ETA {format_duration(eta) if rate > 0 else '?'}"
+            f"step {step:>7d}/{self.total_steps} | {speed} steps/s | "
+            f"elbo {metrics['elbo']:10.1f} | err {metrics['err']:10.1f} | {kls} | "
+            f"beta {metrics['beta']:.3e} | ETA {eta}"
         )
         print(line, file=self.stream, flush=True)
         return line

@@ -4,26 +4,16 @@ import tensorflow as tf
 
 from genesis_tf import visualise
 
-SCALAR_NAMES = {
-    "err": "err",
-    "kl_m": "kl_m",
-    "kl_l": "kl_l",
-    "elbo": "elbo",
-}
+OPTIM_NAMES = {"beta": "optim/beta", "err_ema": "optim/geco_err_ema",
+               "steps_per_sec": "optim/steps_per_sec"}
 
 
 def write_scalars(writer, step, metrics, prefix):
-    """train/err, train/kl_m, train/kl_l, train/elbo (or val/...) and the optim/ values."""
+    """train/err, train/kl_m, train/kl_l, train/elbo (or val/...: every loss term under
+    its summary name) and the optim/ values."""
     with writer.as_default(step=step):
-        for key, name in SCALAR_NAMES.items():
-            if key in metrics:
-                tf.summary.scalar(f"{prefix}/{name}", metrics[key])
-        if "beta" in metrics:
-            tf.summary.scalar("optim/beta", metrics["beta"])
-        if "err_ema" in metrics:
-            tf.summary.scalar("optim/geco_err_ema", metrics["err_ema"])
-        if "steps_per_sec" in metrics:
-            tf.summary.scalar("optim/steps_per_sec", metrics["steps_per_sec"])
+        for key, value in metrics.items():
+            tf.summary.scalar(OPTIM_NAMES.get(key, f"{prefix}/{key}"), value)
 
 
 def write_images(writer, step, images, out, samples):

@@ -138,3 +138,29 @@ def test_progress_line(capsys):
         assert part in line
     assert line in capsys.readouterr().out
     assert format_duration(90061) == "1d01h" and format_duration(61) == "1m01s"
+
+
+def _scalars(model_dir, tag):
+    values = {}
+    for path in glob.glob(os.path.join(str(model_dir), "train", "events.*")):
+        for event in tf.compat.v1.train.summary_iterator(path):
+            for v in event.summary.value:
+                if v.tag == tag:
+                    values[event.step] = float(tf.make_ndarray(v.tensor))
+    return values
+
+
+def test_summaries_are_means_over_the_steps_since_the_last_summary(tmp_path, clean_gin):
+    # Two identical seeded runs: one summarises every step, the other every third.
+    parse(bindings=["train.seed = 5", "train.checkpoint_every = 0"])
+    tf.keras.utils.set_random_seed(4)
+    train(str(tmp_path / "every"), num_steps=6)
+    tf.keras.utils.set_random_seed(4)
+    train(str(tmp_path / "third"), num_steps=6, summary_every=3)
+    for tag in ("train/err", "train/kl_m", "train/kl_l", "train/elbo"):
+        every, third = _scalars(tmp_path / "every", tag), _scalars(tmp_path / "third", tag)
+        assert sorted(every) == [1, 2, 3, 4, 5, 6] and sorted(third) == [3, 6], (every, third)
+        for step in (3, 6):
+            mean = np.mean([every[s] for s in range(step - 2, step + 1)])
+            np.testing.assert_allclose(third[step], mean, rtol=1e-5, err_msg=tag)
+            assert abs(third[step] - every[step]) > 1e-4 * abs(mean)  # not the last step's

@@ -1,0 +1,123 @@
+"""What every scene model of genesis_tf provides: the contract training, evaluation and
+export rely on.
+
+A scene model is a keras.Model over images ``[B, H, W, 3]``, float32 in [0, 1] (uint8
+images are converted by dividing by 255; anything else of the wrong shape is refused with
+the expected shape in the message). It provides:
+
+``call(images, training=False, num_slots=None, deterministic=False, seed=None)``
+    -> ``SceneOutput`` (genesis_tf/models/output.py). ``num_slots`` overrides K (more
+    slots at test time), ``deterministic`` uses posterior means instead of samples,
+    ``seed`` (int or int32 scalar tensor) makes the posterior samples reproducible.
+``loss_terms(images, out)``
+    -> ``{"err": [B], "kl/<name>": [B], ...}`` in nats per image. ``err`` is the
+    negative log-likelihood that GECO constrains; the ``kl/*`` terms are summed and
+    weighted by GECO's β. The negative ELBO is ``err + Σ kl/*`` (``elbo`` below).
+    Summaries show ``kl/<name>`` as ``train/kl_<name>`` (GENESIS: ``train/kl_m``,
+    ``train/kl_l``, the reference's names).
+``sample(batch_size=8, seed=None, num_slots=None)`` -> ``SceneOutput`` of generated scenes.
+``features(images, num_slots=None)`` -> ``[B, F]`` representation for downstream probes.
+``build_for_images()`` -> self, with every variable created.
+``get_config()`` / ``from_config(config)``: the constructor arguments; a round trip
+    gives the same architecture (restoring a run rebuilds its model this way).
+"""
+import tensorflow as tf
+
+from genesis_tf.layers import tracking
+
+ERR = "err"
+KL_PREFIX = "kl/"
+
+
+def kl_total(terms):
+    """Σ of the ``kl/*`` terms of a loss_terms dict (same shape as each term)."""
+    kls = [value for key, value in terms.items() if key.startswith(KL_PREFIX)]
+    if not kls:
+        raise ValueError(f"loss terms {sorted(terms)} have no '{KL_PREFIX}*' term")
+    return tf.add_n(kls)
+
+
+def elbo(terms):
+    """The negative ELBO, err + Σ kl/*, in nats (same shape as each term)."""
+    return terms[ERR] + kl_total(terms)
+
+
+def summary_name(key):
+    """'err' -> 'err', 'kl/m' -> 'kl_m': the name a loss term has in summaries."""
+    return "kl_" + key[len(KL_PREFIX):] if key.startswith(KL_PREFIX) else key
+
+
+class SceneModel(tracking.Model):
+    """Base class of the scene models; see the module docstring for the contract."""
+
+    # call() takes extra keyword arguments, so Keras's traced default serving signature
+    # would break tf.saved_model.save; export code builds its own signatures.
+    _default_save_signature = None
+
+    def __init__(self, image_size=64, **kwargs):
+        super().__init__(**kwargs)
+        self.image_size = image_size
+
+    def build(self, input_shape=None):
+        # Sub-layers build themselves on first call; nothing to create here.
+        self.built = True
+
+    def prepare_images(self, images):
+        """uint8 or float images [B, S, S, 3] -> float32 in [0, 1]; wrong shapes refused."""
+        images = tf.convert_to_tensor(images)
+        shape = images.shape
+        if shape.rank != 4 or shape[-1] != 3 or (
+            shape[1] is not None and (shape[1], shape[2]) != (self.image_size,) * 2
+        ):
+            raise ValueError(
+                f"expected images [B, {self.image_size}, {self.image_size}, 3] (float32 in "
+                f"[0, 1] or uint8), got shape {shape}; resize in the input pipeline or build "
+                f"the model with image_size={shape[1] if shape.rank == 4 else '...'}"
+            )
+        if images.dtype == tf.uint8:
+            return tf.cast(images, tf.float32) / 255.0
+        if not images.dtype.is_floating:
+            raise ValueError(
+                f"expected float images in [0, 1] or uint8 in [0, 255], got {images.dtype}")
+        return tf.cast(images, tf.float32)  # a mixed policy autocasts call inputs
+
+    def build_for_images(self):
+        """Creates every variable by one inference pass on a zero image."""
+        self(tf.zeros([1, self.image_size, self.image_size, 3]), training=False)
+        return self
+
+    def call(self, images, training=False, num_slots=None, deterministic=False, seed=None):
+        raise NotImplementedError
+
+    def loss_terms(self, images, out):
+        raise NotImplementedError
+
+    def sample(self, batch_size=8, seed=None, num_slots=None):
+        raise NotImplementedError
+
+    def features(self, images, num_slots=None):
+        raise NotImplementedError
+
+    def get_config(self):
+        return {"image_size": self.image_size, "name": self.name}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+
+def config_of(model):
+    """A JSON-able description of a model: its class name and constructor arguments."""
+    return {"class_name": type(model).__name__, "config": model.get_config()}
+
+
+def from_description(description, classes):
+    """Rebuilds a model from ``config_of``'s output; ``classes`` maps names to classes."""
+    name = description["class_name"]
+    if name not in classes:
+        raise ValueError(f"unknown model class {name!r}; known: {sorted(classes)}")
+    return classes[name].from_config(dict(description["config"]))
+
+
+__all__ = ["SceneModel", "config_of", "elbo", "from_description", "kl_total",
+           "summary_name"]

@@ -1,0 +1,189 @@
+"""What a run directory holds, and restoring a trained model from it in any process.
+
+    model_dir/
+      model.json              the model's class and constructor arguments (get_config)
+      operative_config.gin    the full gin configuration of the latest start
+      config_history/         earlier operative configs, one per resumed start that
+                              changed a setting (<step>.gin), and changes.txt
+      ckpt-<step>.{index,data-*}, checkpoint    tf.train.Checkpoint: model (every
+                              variable, batch-norm statistics included), optimizer,
+                              GECO, step
+      train/, val/            TensorBoard summaries
+
+    from genesis_tf.training import restore
+    model = restore("runs/gqn")             # the latest checkpoint, in a fresh process
+    model = restore("runs/gqn", checkpoint="runs/gqn/ckpt-5000")
+"""
+import difflib
+import json
+import os
+
+import tensorflow as tf
+
+MODEL_FILE = "model.json"
+OPERATIVE_CONFIG = "operative_config.gin"
+HISTORY_DIR = "config_history"
+
+
+class CheckpointMismatchError(RuntimeError):
+    """model_dir holds a checkpoint of a different model or configuration."""
+
+
+def _models():
+    from genesis_tf.models import MODELS
+
+    return MODELS
+
+
+def describe(model):
+    """{'class_name': ..., 'config': {...}}: what is needed to rebuild `model`."""
+    from genesis_tf.models import config_of
+
+    return config_of(model)
+
+
+def read_description(model_dir):
+    path = os.path.join(model_dir, MODEL_FILE)
+    if not tf.io.gfile.exists(path):
+        return None
+    with tf.io.gfile.GFile(path) as f:
+        return json.load(f)
+
+
+def write_description(model_dir, description):
+    with tf.io.gfile.GFile(os.path.join(model_dir, MODEL_FILE), "w") as f:
+        json.dump(description, f, indent=2, sort_keys=True)
+        f.write("\n")
+
+
+def check_same_model(model_dir, description):
+    """Refuses to resume a run with a model of another class or shape (K, image size,
+    latent sizes, ...): one line naming every difference."""
+    stored = read_description(model_dir)
+    if stored is None:
+        return
+    # The Keras name ("genesis_3") differs between processes and is not part of the model.
+    old = {"class": stored["class_name"], **stored["config"], "name": None}
+    new = {"class": description["class_name"], **description["config"], "name": None}
+    changes = [f"{key} {old.get(key)!r} -> {new.get(key)!r}"
+               for key in sorted(set(old) | set(new)) if old.get(key) != new.get(key)]
+    if changes:
+        raise CheckpointMismatchError(
+            f"--model_dir={model_dir} holds a run of another model ({'; '.join(changes)}). "
+            f"Resume it with the configuration in {os.path.join(model_dir, OPERATIVE_CONFIG)}"
+            ", or train this model in a new --model_dir."
+        )
+
+
+def record_operative_config(model_dir, config_text, step):
+    """Writes the operative config; on a resumed run whose settings changed, keeps the
+    previous one as config_history/<step>.gin and returns the changed lines."""
+    path = os.path.join(model_dir, OPERATIVE_CONFIG)
+    changes = []
+    if tf.io.gfile.exists(path):
+        with tf.io.gfile.GFile(path) as f:
+            previous = f.read()
+        changes = [line for line in difflib.unified_diff(
+            _settings(previous), _settings(config_text), lineterm="", n=0)
+            if line[:1] in "+-" and not line.startswith(("+++", "---"))]
+        if changes:
+            history = os.path.join(model_dir, HISTORY_DIR)
+            tf.io.gfile.makedirs(history)
+            tf.io.gfile.copy(path, os.path.join(history, f"{step}.gin"), overwrite=True)
+            with tf.io.gfile.GFile(os.path.join(history, "changes.txt"), "a") as f:
+                f.write(f"resumed at step {step}:\n" + "\n".join(changes) + "\n")
+    with tf.io.gfile.GFile(path, "w") as f:
+        f.write(config_text)
+    return changes
+
+
+def _settings(config_text):
+    return [line for line in config_text.splitlines()
+            if line.strip() and not line.startswith("#")]
+
+
+def weight_count(model):
+    """The model's variables that a checkpoint must hold (the random-number generators'
+    states of Keras layers are not weights)."""
+    return sum(1 for v in model.variables if "seed_generator" not in v.path)
+
+
+def saved_model_variables(path, child="model"):
+    """How many variables the checkpoint at `path` holds below its root's `child`.
+
+    Counted in the checkpoint's object graph, not by key name: TensorFlow names each value
+    by its shortest path, so trainable weights appear under optimizer/ when an optimizer
+    is saved beside the model.
+    """
+    from tensorflow.core.protobuf import trackable_object_graph_pb2
+
+    reader = tf.train.load_checkpoint(path)
+    graph = trackable_object_graph_pb2.TrackableObjectGraph()
+    graph.ParseFromString(reader.get_tensor("_CHECKPOINTABLE_OBJECT_GRAPH"))
+    starts = [ref.node_id for ref in graph.nodes[0].children if ref.local_name == child]
+    seen, queue, count = set(starts), list(starts), 0
+    while queue:
+        node = graph.nodes[queue.pop()]
+        count += any(a.name == "VARIABLE_VALUE" for a in node.attributes)
+        for ref in node.children:
+            if ref.node_id not in seen:
+                seen.add(ref.node_id)
+                queue.append(ref.node_id)
+    return count
+
+
+def check_holds_model(path, model, model_dir=None):
+    """Raises CheckpointMismatchError unless the checkpoint has every model variable."""
+    saved = saved_model_variables(path)
+    expected = weight_count(model)
+    if saved != expected:
+        raise CheckpointMismatchError(
+            f"the checkpoint {path} holds {saved} of the model's {expected} variables "
+            "(checkpoints written before genesis_tf tracked every layer lack the batch-norm "
+            "statistics and most weights); train again in a new --model_dir"
+            + ("" if model_dir is None else f" instead of {model_dir}") + "."
+        )
+
+
+def restore_into(checkpoint, path, model, model_dir=None):
+    """checkpoint.restore(path) for a training checkpoint object that tracks `model` as
+    'model'; refuses files that do not hold every model variable."""
+    check_holds_model(path, model, model_dir)
+    try:
+        checkpoint.restore(path).assert_existing_objects_matched()
+    except (AssertionError, ValueError, tf.errors.InvalidArgumentError) as error:
+        raise CheckpointMismatchError(
+            f"the checkpoint {path} does not fit the configured model "
+            f"({str(error).splitlines()[0][:300]}). Use a new --model_dir, or the gin "
+            f"configuration that {OPERATIVE_CONFIG} in its folder records."
+        ) from error
+
+
+def restore(model_dir, checkpoint=None):
+    """The trained model of a run: rebuilt from model_dir/model.json and restored from
+    its latest checkpoint (or `checkpoint`), every variable checked.
+
+    Works in a fresh process without any gin configuration. Raises FileNotFoundError
+    when there is no run or no checkpoint, CheckpointMismatchError when the checkpoint
+    does not hold the whole model.
+    """
+    from genesis_tf.models.base import from_description
+
+    description = read_description(model_dir)
+    if description is None:
+        raise FileNotFoundError(
+            f"{os.path.join(model_dir, MODEL_FILE)} not found: {model_dir} is not a "
+            "genesis_tf run directory (python -m genesis_tf.train --model_dir=... makes one)")
+    path = checkpoint or tf.train.latest_checkpoint(model_dir)
+    if not path:
+        raise FileNotFoundError(f"no checkpoint in {model_dir}; the run saved none yet")
+    model = from_description(description, _models()).build_for_images()
+    check_holds_model(path, model, model_dir)
+    status = tf.train.Checkpoint(model=model).restore(path).expect_partial()
+    try:
+        status.assert_existing_objects_matched()
+    except AssertionError as error:
+        raise CheckpointMismatchError(
+            f"{path} does not match {MODEL_FILE} ({str(error).splitlines()[0][:300]})"
+        ) from error
+    return model

@@ -1,0 +1,117 @@
+"""Adam with PyTorch's update rule, and the optimizer factory of the training loop.
+
+PyTorch's ``torch.optim.Adam`` (no weight decay, no AMSGrad), at step t = 1, 2, ...::
+
+    m ← β1·m + (1 − β1)·g,          v ← β2·v + (1 − β2)·g²
+    m̂ = m / (1 − β1ᵗ),             v̂ = v / (1 − β2ᵗ)
+    p ← p − lr · m̂ / (√v̂ + ε)
+
+Keras' ``Adam`` computes ``p ← p − lr·√(1 − β2ᵗ)/(1 − β1ᵗ) · m / (√v + ε)``: ε is added to
+√v before bias correction, which is PyTorch's rule with ε replaced by ε/√(1 − β2ᵗ)
+(≈ 3.2e-7 instead of 1e-8 at t = 1 for β2 = 0.999). Where |g| is far above ε the two
+agree; where it is near or below ε (biases in front of a batch norm get gradients of
+~1e-9), PyTorch's steps are larger, by up to 1/√(1 − β2ᵗ) ≈ 32× at t = 1 (PITFALLS.md).
+``TorchAdam`` implements PyTorch's rule, so the port trains the reference's objective with
+the reference's optimizer.
+
+``TorchAdam`` keeps Keras Adam's slot names ("momentum", "velocity") and is an ordinary
+Keras 3 optimizer: it runs inside ``tf.function``, under ``tf.distribute`` strategies
+(build it under the strategy's scope with ``optimizer.build(variables)`` before
+``strategy.run``, PITFALLS.md), inside ``keras.optimizers.LossScaleOptimizer``, and its
+slots and iteration count are saved by ``tf.train.Checkpoint``.
+"""
+import math
+
+import keras
+from keras import ops
+
+TORCH_ADAM = "torch_adam"
+KERAS_ADAM = "keras_adam"
+OPTIMIZERS = (TORCH_ADAM, KERAS_ADAM)
+
+
+@keras.saving.register_keras_serializable(package="genesis_tf")
+class TorchAdam(keras.optimizers.Optimizer):
+    """Adam with ε added to √v̂ after bias correction, as ``torch.optim.Adam``.
+
+    Args:
+        learning_rate: float, schedule or callable (Keras semantics). Defaults to
+            PyTorch's 1e-3.
+        beta_1, beta_2: Python floats in [0, 1): decay rates of the moment estimates.
+        epsilon: added to the bias-corrected √v̂. Defaults to PyTorch's 1e-8.
+        **kwargs: the base Keras optimizer's arguments (``name``, ``clipnorm``, ...).
+            ``weight_decay`` is refused: PyTorch's Adam adds L2 to the gradient, Keras
+            decays the weights, and the reference uses neither.
+    """
+
+    def __init__(self, learning_rate=1e-3, beta_1=0.9, beta_2=0.999, epsilon=1e-8,
+                 name="torch_adam", **kwargs):
+        if kwargs.get("weight_decay") is not None:
+            raise ValueError("TorchAdam does not implement weight decay")
+        kwargs.pop("weight_decay", None)
+        super().__init__(learning_rate=learning_rate, name=name, **kwargs)
+        for label, beta in (("beta_1", beta_1), ("beta_2", beta_2)):
+            if not 0.0 <= float(beta) < 1.0:
+                raise ValueError(f"{label} must be a float in [0, 1), got {beta}")
+        if float(epsilon) < 0.0:
+            raise ValueError(f"epsilon must be non-negative, got {epsilon}")
+        self.beta_1 = float(beta_1)
+        self.beta_2 = float(beta_2)
+        self.epsilon = float(epsilon)
+
+    def build(self, var_list):
+        """Creates the first- and second-moment slots, one pair per variable."""
+        if self.built:
+            return
+        super().build(var_list)
+        self._momentums, self._velocities = self.add_optimizer_variables(
+            var_list, ["momentum", "velocity"])
+
+    def _bias_correction(self, beta, step):
+        """1 − βᵗ in float32, computed as −expm1(t·log β) with log β in double precision,
+        so that it does not lose digits to float32 rounding of β (1 − 0.999 in float32 is
+        off by 5e-5 relative)."""
+        if beta == 0.0:
+            return ops.ones_like(step)
+        return -ops.expm1(step * math.log(beta))
+
+    def update_step(self, gradient, variable, learning_rate):
+        """One PyTorch Adam step for ``variable`` (called per variable by ``apply``)."""
+        dtype = variable.dtype
+        index = self._get_variable_index(variable)
+        m = self._momentums[index]
+        v = self._velocities[index]
+
+        step = ops.cast(self.iterations + 1, "float32")
+        bias_correction_1 = ops.cast(self._bias_correction(self.beta_1, step), dtype)
+        bias_correction_2 = ops.cast(self._bias_correction(self.beta_2, step), dtype)
+        lr = ops.cast(learning_rate, dtype)
+        gradient = ops.cast(gradient, dtype)
+
+        self.assign_add(m, ops.multiply(ops.subtract(gradient, m), 1.0 - self.beta_1))
+        self.assign(v, ops.add(ops.multiply(v, self.beta_2),
+                               ops.multiply(ops.square(gradient), 1.0 - self.beta_2)))
+        denominator = ops.add(ops.divide(ops.sqrt(v), ops.sqrt(bias_correction_2)),
+                              self.epsilon)
+        step_size = ops.divide(lr, bias_correction_1)
+        self.assign_sub(variable, ops.multiply(step_size, ops.divide(m, denominator)))
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(beta_1=self.beta_1, beta_2=self.beta_2, epsilon=self.epsilon)
+        return config
+
+
+def make_optimizer(name=TORCH_ADAM, learning_rate=1e-4, epsilon=1e-8, **kwargs):
+    """The training optimizer by name.
+
+    ``"torch_adam"`` (default): ``TorchAdam``, PyTorch's rule as in the reference.
+    ``"keras_adam"``: ``keras.optimizers.Adam`` (ε before bias correction), for comparison.
+    ``learning_rate`` defaults to the reference's 1e-4 and ``epsilon`` to PyTorch's 1e-8;
+    further keyword arguments go to the optimizer's constructor.
+    """
+    if name == TORCH_ADAM:
+        return TorchAdam(learning_rate=learning_rate, epsilon=epsilon, **kwargs)
+    if name == KERAS_ADAM:
+        return keras.optimizers.Adam(learning_rate=learning_rate, epsilon=epsilon, **kwargs)
+    raise ValueError(f"unknown optimizer {name!r}; known: {', '.join(OPTIMIZERS)}")
