@@ -7,7 +7,7 @@ C > 0. So β grows while reconstructions are better than the goal (the KL gets m
 weight; ×speedup makes that fast) and shrinks while they are worse. The loss is
 err + β·KL with β held constant (not differentiated).
 
-Constants from the GENESIS reference (SPEC.md): goal = 0.5655·H·W·C,
+Constants from the GENESIS reference implementation: goal = 0.5655·H·W·C,
 s = 1e-5·64²/(H·W), α = 0.99, speedup 10, β₀ = 1.
 """
 import tensorflow as tf
@@ -30,7 +30,7 @@ class GECO(tf.Module):
         self.beta_max = float(beta_max)
 
         # ONLY_FIRST_REPLICA: an assign in replica context writes replica 0's value to all
-        # copies; with the default aggregation they would silently drift (PITFALLS.md).
+        # copies; with the default aggregation they would silently drift apart, with no error.
         def variable(value, var_name, dtype=tf.float32):
             return tf.Variable(
                 value,

@@ -19,7 +19,7 @@ from genesis_tf.layers.normalization import BatchNorm
 
 def batch_norm(name=None):
     """Batch norm with PyTorch's constants (ε 1e-5, running-average weight 0.1), identical
-    across replicas under tf.distribute (PITFALLS.md)."""
+    across replicas under tf.distribute (unsynchronised copies drift apart)."""
     return BatchNorm(momentum=0.9, epsilon=1e-5, name=name)
 
 

@@ -1,7 +1,7 @@
 """PyTorch's default initialisation for the Keras layers of genesis_tf.
 
 The reference implementation sets no initialiser, so PyTorch's defaults define the
-starting point of training (PITFALLS.md, "Porting PyTorch training semantics"):
+starting point of training (measured against the reference with equal data):
 
 * conv, transposed-conv and linear layers: kernel and bias ~ U(−b, b) with
   b = 1/√fan_in, where fan_in is that of the layer's *kernel*:

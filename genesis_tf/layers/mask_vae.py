@@ -1,9 +1,9 @@
 """Mask encoder, mask decoder and the sequential inference LSTM of GENESIS.
 
-Sizes (SPEC.md): five gated 5×5 convs with 32, 32, 64, 64, 64 channels, then a gated
-L×L "valid" conv to 256 features; the decoder mirrors it from a 1×1 latent through a gated
-L×L transposed conv to 64 channels, five gated 5×5 transposed convs with 64, 32, 32, 32,
-32 channels, and a 1×1 conv to one attention logit.
+Sizes (GENESIS paper, appendix B; reference code): five gated 5×5 convs with 32, 32, 64,
+64, 64 channels, then a gated L×L "valid" conv to 256 features; the decoder mirrors it
+from a 1×1 latent through a gated L×L transposed conv to 64 channels, five gated 5×5
+transposed convs with 64, 32, 32, 32, 32 channels, and a 1×1 conv to one attention logit.
 """
 from keras import ops
 
@@ -115,7 +115,8 @@ class MaskPosterior(tracking.Layer):
 
     def initial_state(self, features):
         zeros = ops.zeros((ops.shape(features)[0], self.lstm_units), dtype=features.dtype)
-        return [zeros, zeros]  # LSTMCell wants the list [h, c] (PITFALLS.md)
+        # LSTMCell wants the list [h, c]: one tensor gives wrong values, no error.
+        return [zeros, zeros]
 
     def step(self, features, z_previous, state, training=False):
         """One step k >= 2 -> (mean, scale, new_state)."""

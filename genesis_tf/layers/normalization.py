@@ -10,7 +10,7 @@ so checkpoints are unchanged, and runs
   through the raw op because ``tf.nn.fused_batch_norm`` raises ε to 1.001e-5;
 - on several replicas: sums and sums of squares all-reduced over the replicas, so every
   replica normalises with the global batch's moments and the moving statistics stay
-  identical (PITFALLS.md: unsynchronised copies drift apart).
+  identical (unsynchronised copies drift apart and replica 0's is saved).
 """
 import keras
 import tensorflow as tf

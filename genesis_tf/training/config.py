@@ -1,7 +1,8 @@
 """gin registrations (the configurable names that .gin files may use) and config lookup.
 
 Keras classes are registered with gin.external_configurable: @gin.configurable directly on
-a Keras 3 Layer/Model subclass crashes at instantiation (PITFALLS.md).
+a Keras 3 Layer/Model subclass crashes at instantiation (IndexError
+in keras/src/ops/operation.py, Keras 3.15).
 
 The configs live in the repository's top-level gin_configs/; a built wheel ships a copy as
 genesis_tf/gin_configs/ (setup.py). `gin_configs_dir()` finds whichever applies, and

@@ -10,15 +10,16 @@ Keras' ``Adam`` computes ``p ← p − lr·√(1 − β2ᵗ)/(1 − β1ᵗ) · m
 √v before bias correction, which is PyTorch's rule with ε replaced by ε/√(1 − β2ᵗ)
 (≈ 3.2e-7 instead of 1e-8 at t = 1 for β2 = 0.999). Where |g| is far above ε the two
 agree; where it is near or below ε (biases in front of a batch norm get gradients of
-~1e-9), PyTorch's steps are larger, by up to 1/√(1 − β2ᵗ) ≈ 32× at t = 1 (PITFALLS.md).
+~1e-9), PyTorch's steps are larger, by up to 1/√(1 − β2ᵗ) ≈ 32× at t = 1.
 ``TorchAdam`` implements PyTorch's rule, so the port trains the reference's objective with
 the reference's optimizer.
 
 ``TorchAdam`` keeps Keras Adam's slot names ("momentum", "velocity") and is an ordinary
 Keras 3 optimizer: it runs inside ``tf.function``, under ``tf.distribute`` strategies
 (build it under the strategy's scope with ``optimizer.build(variables)`` before
-``strategy.run``, PITFALLS.md), inside ``keras.optimizers.LossScaleOptimizer``, and its
-slots and iteration count are saved by ``tf.train.Checkpoint``.
+``strategy.run``: lazily created slots fail there), inside
+``keras.optimizers.LossScaleOptimizer``, and its slots and iteration count are saved by
+``tf.train.Checkpoint``.
 """
 import math
 

@@ -24,7 +24,7 @@ def test_genesis_parameter_count_matches_the_reference_less_lstm_biases(full_gen
 
 def test_genesis_parameter_count_per_part(full_genesis):
     m = full_genesis
-    # SPEC.md: mask VAE + inference LSTM 11,797,729 in PyTorch, less one 4·128 bias.
+    # The reference's count: mask VAE + inference LSTM 11,797,729 in PyTorch, less one 4·128 bias.
     mask_vae = m.mask_encoder, m.mask_posterior, m.mask_decoder
     assert sum(count(p.trainable_variables) for p in mask_vae) == 11_797_729 - 4 * 128
     assert count(m.component_vae.trainable_variables) == 369_539
