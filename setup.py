@@ -32,8 +32,16 @@ INSTALL_REQUIRES = [
     "scipy>=1.11",
 ]
 
+# The gRPC client of genesis_tf.export.client; exporting itself needs TensorFlow only.
+SERVING_REQUIRES = ["tensorflow-serving-api>=2.21,<2.22"]
+
 EXTRAS_REQUIRE = {
-    "test": ["pytest>=8", "pytest-timeout>=2.3", "ruff>=0.6"],
+    # The tests parse exports' warm-up files with TF Serving's own protocol buffers.
+    "test": ["pytest>=8", "pytest-timeout>=2.3", "ruff>=0.6", *SERVING_REQUIRES],
+    "serving": SERVING_REQUIRES,
+    # Only for the tests that compare layers with torch.nn on equal weights (skipped
+    # without it); never imported by genesis_tf itself.
+    "torch": ["torch>=2.4"],
     "gpu": ["tensorflow[and-cuda]>=2.21,<2.22"],
 }
 
@@ -110,6 +118,7 @@ setuptools.setup(
             "genesis-train=genesis_tf.train:run",
             "genesis-demo=genesis_tf.demo:run",
             "genesis-build-dataset=genesis_tf.build_dataset:run",
+            "genesis-export=genesis_tf.export.__main__:run",
         ],
     },
     classifiers=[

@@ -109,6 +109,20 @@ def test_wheel_ships_the_gin_configs(wheel):
     assert not missing, f"gin configs missing from the wheel: {missing}"
 
 
+@pytest.mark.slow
+def test_wheel_declares_every_binary(wheel):
+    archive = zipfile.ZipFile(wheel)
+    (entry_points,) = [n for n in archive.namelist() if n.endswith("entry_points.txt")]
+    scripts = archive.read(entry_points).decode()
+    for line in ("genesis-train = genesis_tf.train:run",
+                 "genesis-export = genesis_tf.export.__main__:run",
+                 "genesis-build-dataset = genesis_tf.build_dataset:run"):
+        assert line in scripts, scripts
+    metadata = archive.read(next(n for n in archive.namelist()
+                                 if n.endswith("METADATA"))).decode()
+    assert "Provides-Extra: serving" in metadata
+
+
 # Runs in a fresh interpreter whose only genesis_tf is the installed copy.
 _INSTALLED_CHECK = textwrap.dedent("""
     import json, logging, os
@@ -116,9 +130,11 @@ _INSTALLED_CHECK = textwrap.dedent("""
     import gin
     import genesis_tf
     from genesis_tf import demo
+    from genesis_tf.export import export_model
     from genesis_tf.training import config
 
-    out = {"package": genesis_tf.__file__, "configs": config.gin_configs_dir(),
+    out = {"package": genesis_tf.__file__, "export": export_model.__module__,
+           "configs": config.gin_configs_dir(),
            "demo_gin": os.path.isfile(os.path.join(config.gin_configs_dir(), demo.DEMO_GIN))}
     for name in ["gqn.gin", "multi_dsprites.gin", "demo.gin", "gin_configs/gqn.gin"]:
         gin.clear_config()
@@ -150,6 +166,7 @@ def test_installed_wheel_finds_its_configs_from_any_directory(wheel, tmp_path):
     assert pathlib.Path(out["package"]).is_relative_to(site), out["package"]
     assert pathlib.Path(out["configs"]) == site / "genesis_tf" / "gin_configs"
     assert out["demo_gin"]
+    assert out["export"] == "genesis_tf.export.saved_model"
     assert out["gqn.gin"] == out["gin_configs/gqn.gin"] == [7, 32]
     assert out["multi_dsprites.gin"] == [5, 32]
     assert out["demo.gin"][0] == 4

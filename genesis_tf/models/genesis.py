@@ -156,7 +156,9 @@ class _SequentialSlotModel(SceneModel):
         out = self(images, training=False, num_slots=num_slots, deterministic=True)
         batch = tf.shape(out.mask_mean)[0]
         means = [m for m in (out.mask_mean, out.comp_mean) if m is not None]
-        return tf.concat([tf.reshape(m, [batch, -1]) for m in means], axis=1)
+        # K·D as a static width where known, so that exported signatures declare it.
+        return tf.concat([tf.reshape(m, [batch, m.shape[1:].num_elements() or -1])
+                          for m in means], axis=1)
 
     def get_config(self):
         return {

@@ -22,3 +22,6 @@ class SceneOutput(NamedTuple):
     comp_scale: Any = None
     comp_prior_mean: Any = None  # [B, K, Dc] p(z^c_k | z^m_k)
     comp_prior_scale: Any = None
+    # [B, K, H, W, 1]: logits of the masks decoded from the component latents (MONet's
+    # m̃_k = softmax over K); not the attention masks, which are log_masks.
+    decoded_mask_logits: Any = None

@@ -15,6 +15,7 @@
     model = restore("runs/gqn", checkpoint="runs/gqn/ckpt-5000")
 """
 import difflib
+import gc
 import json
 import os
 
@@ -179,11 +180,36 @@ def restore(model_dir, checkpoint=None):
         raise FileNotFoundError(f"no checkpoint in {model_dir}; the run saved none yet")
     model = from_description(description, _models()).build_for_images()
     check_holds_model(path, model, model_dir)
-    status = tf.train.Checkpoint(model=model).restore(path).expect_partial()
+    problem = None
+    logger = tf.get_logger()
+    level = logger.level
     try:
-        status.assert_existing_objects_matched()
-    except AssertionError as error:
+        # A failed restore leaves a half-restored Checkpoint whose deletion logs a page of
+        # "unrestored values" warnings; the one-line error below says it all.
+        logger.setLevel("ERROR")
+        try:
+            status = tf.train.Checkpoint(model=model).restore(path).expect_partial()
+            status.assert_existing_objects_matched()
+        except (AssertionError, ValueError, tf.errors.InvalidArgumentError) as error:
+            problem = str(error).splitlines()[0][:300]
+        gc.collect()  # deletes the failed Checkpoint while its warnings are muted
+    finally:
+        logger.setLevel(level)
+    if problem is not None:
         raise CheckpointMismatchError(
-            f"{path} does not match {MODEL_FILE} ({str(error).splitlines()[0][:300]})"
-        ) from error
+            f"the checkpoint {path} holds another model than {model_dir}/{MODEL_FILE} "
+            f"describes ({problem}); pass a checkpoint of this run")
     return model
+
+
+def training_state(path):
+    """{'step': int, 'geco_beta': float} stored in a training checkpoint (a key the
+    checkpoint lacks is left out)."""
+    reader = tf.train.load_checkpoint(path)
+    keys = reader.get_variable_to_shape_map()
+    facts = {}
+    for name, key, convert in (("step", "step/.ATTRIBUTES/VARIABLE_VALUE", int),
+                               ("geco_beta", "geco/beta/.ATTRIBUTES/VARIABLE_VALUE", float)):
+        if key in keys:
+            facts[name] = convert(reader.get_tensor(key))
+    return facts

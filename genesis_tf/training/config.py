@@ -14,10 +14,10 @@ import os
 
 import gin
 
-from genesis_tf.models import Genesis, GenesisS
+from genesis_tf.models import MODELS
 
-gin.external_configurable(Genesis, module="genesis_tf.models")
-gin.external_configurable(GenesisS, module="genesis_tf.models")
+for _name, _cls in MODELS.items():  # @Genesis, @GenesisS, @MONet, @BDVAE, @DCVAE
+    gin.external_configurable(_cls, name=_name, module="genesis_tf.models")
 
 _PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # genesis_tf/
 _CHECKOUT_DIR = os.path.dirname(_PACKAGE_DIR)

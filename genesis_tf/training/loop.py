@@ -27,7 +27,7 @@ import tensorflow as tf
 
 from genesis_tf import data as data_lib
 from genesis_tf.geco import GECO
-from genesis_tf.models.base import ERR, elbo, summary_name
+from genesis_tf.models.base import ERR, KL_PREFIX, elbo, summary_name
 from genesis_tf.training import checkpoints, summaries
 from genesis_tf.training import precision as precision_lib
 from genesis_tf.training.checkpoints import CheckpointMismatchError
@@ -127,6 +127,20 @@ def _check_model_dir(model_dir):
             f"--model_dir={model_dir} is a file; give a directory (new or of an earlier run)")
 
 
+def _checked_kl_weights(kl_weights, term_names, model):
+    """{kl term: float} naming exactly the model's KL terms, or ConfigurationError."""
+    kls = sorted(name for name in term_names if name.startswith(KL_PREFIX))
+    if not isinstance(kl_weights, dict) or sorted(kl_weights) != kls:
+        raise ConfigurationError(
+            f"train.kl_weights must give one weight for each KL term of "
+            f"{type(model).__name__}, {kls}, e.g. train.kl_weights = "
+            f"{ {name: 0.5 for name in kls} }; got {kl_weights!r}")
+    try:
+        return {name: float(weight) for name, weight in kl_weights.items()}
+    except (TypeError, ValueError) as error:
+        raise ConfigurationError(f"train.kl_weights must map to numbers: {error}") from None
+
+
 @gin.configurable(denylist=["model_dir"])
 def train(
     model_dir,
@@ -151,6 +165,7 @@ def train(
     max_elbo=1e8,
     geco_alpha=0.99,
     geco_speedup=10.0,
+    kl_weights=None,
     deterministic_posterior=False,
     max_minutes=None,
     log_every_seconds=10.0,
@@ -170,6 +185,10 @@ def train(
       strategy: "auto" (TF_CONFIG -> multi-worker, GPUs -> mirrored, else default), a
         name understood by make_strategy, or a tf.distribute.Strategy.
       max_elbo: the run stops as diverged when the negative ELBO exceeds this.
+      kl_weights: None (GECO on err, its β on the sum of the KL terms: the GENESIS
+        paper's setting) or fixed weights for every KL term of the model, e.g. the MONet
+        paper's {'kl/z': 0.5, 'kl/mask': 0.5}: loss = err + Σ w·kl, no GECO.
+      optimizer: see above; "torch_rmsprop" is PyTorch's RMSprop (the MONet paper's).
       deterministic_posterior: use posterior means instead of samples (an autoencoder):
         only for exactness tests.
       max_minutes: stop (with a checkpoint) after this much wall-clock time.
@@ -226,6 +245,8 @@ def train(
             net(tf.zeros([1, image_size, image_size, 3]), training=False)))
         term_means = {name: keras.metrics.Mean(name=summary_name(name))
                       for name in term_names}
+        if kl_weights is not None:
+            kl_weights = _checked_kl_weights(kl_weights, term_names, net)
 
     tf.io.gfile.makedirs(save_dir)
     checkpoint = tf.train.Checkpoint(model=net, optimizer=opt, geco=geco, step=step)
@@ -267,7 +288,7 @@ def train(
     replica_step = make_train_step(
         net, opt, geco, batch_size, loss_scaling=loss_scaling,
         deterministic=deterministic_posterior,
-        seed_fn=noise_seed if seed is not None else None)
+        seed_fn=noise_seed if seed is not None else None, kl_weights=kl_weights)
 
     @tf.function
     def train_loop(n):
@@ -291,8 +312,9 @@ def train(
         values = {name: float(metric.result()) for name, metric in term_means.items()}
         metrics = {summary_name(name): value for name, value in values.items()}
         metrics["elbo"] = float(elbo(values))
-        metrics["beta"] = float(geco.beta.numpy())
-        metrics["err_ema"] = float(geco.err_ema.numpy())
+        if kl_weights is None:  # with fixed weights GECO's state is not used
+            metrics["beta"] = float(geco.beta.numpy())
+            metrics["err_ema"] = float(geco.err_ema.numpy())
         return metrics
 
     def write_summaries(current):

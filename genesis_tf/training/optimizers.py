@@ -1,4 +1,4 @@
-"""Adam with PyTorch's update rule, and the optimizer factory of the training loop.
+"""Adam and RMSprop with PyTorch's update rules, and the optimizer factory of the training loop.
 
 PyTorch's ``torch.optim.Adam`` (no weight decay, no AMSGrad), at step t = 1, 2, ...::
 
@@ -28,7 +28,8 @@ from keras import ops
 
 TORCH_ADAM = "torch_adam"
 KERAS_ADAM = "keras_adam"
-OPTIMIZERS = (TORCH_ADAM, KERAS_ADAM)
+TORCH_RMSPROP = "torch_rmsprop"
+OPTIMIZERS = (TORCH_ADAM, KERAS_ADAM, TORCH_RMSPROP)
 
 
 @keras.saving.register_keras_serializable(package="genesis_tf")
@@ -103,11 +104,57 @@ class TorchAdam(keras.optimizers.Optimizer):
         return config
 
 
+@keras.saving.register_keras_serializable(package="genesis_tf")
+class TorchRMSprop(keras.optimizers.Optimizer):
+    """RMSprop with PyTorch's rule (``torch.optim.RMSprop``, not centred, no momentum)::
+
+        v ← α·v + (1 − α)·g²,     p ← p − lr · g / (√v + ε)
+
+    Keras' ``RMSprop`` adds ε inside the square root (√(v + ε)) and decays with ρ = 0.9 by
+    default; with ε = 1e-8 that is a different step wherever v is below ~1e-6. The MONet
+    paper's setting trains with RMSprop at lr 1e-4.
+    """
+
+    def __init__(self, learning_rate=1e-2, alpha=0.99, epsilon=1e-8, name="torch_rmsprop",
+                 **kwargs):
+        if kwargs.pop("weight_decay", None) is not None:
+            raise ValueError("TorchRMSprop does not implement weight decay")
+        super().__init__(learning_rate=learning_rate, name=name, **kwargs)
+        if not 0.0 <= float(alpha) < 1.0:
+            raise ValueError(f"alpha must be a float in [0, 1), got {alpha}")
+        if float(epsilon) < 0.0:
+            raise ValueError(f"epsilon must be non-negative, got {epsilon}")
+        self.alpha = float(alpha)
+        self.epsilon = float(epsilon)
+
+    def build(self, var_list):
+        """Creates the mean-square slot, one per variable."""
+        if self.built:
+            return
+        super().build(var_list)
+        (self._velocities,) = self.add_optimizer_variables(var_list, ["velocity"])
+
+    def update_step(self, gradient, variable, learning_rate):
+        dtype = variable.dtype
+        v = self._velocities[self._get_variable_index(variable)]
+        gradient = ops.cast(gradient, dtype)
+        self.assign(v, ops.add(ops.multiply(v, self.alpha),
+                               ops.multiply(ops.square(gradient), 1.0 - self.alpha)))
+        step = ops.divide(gradient, ops.add(ops.sqrt(v), self.epsilon))
+        self.assign_sub(variable, ops.multiply(ops.cast(learning_rate, dtype), step))
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(alpha=self.alpha, epsilon=self.epsilon)
+        return config
+
+
 def make_optimizer(name=TORCH_ADAM, learning_rate=1e-4, epsilon=1e-8, **kwargs):
     """The training optimizer by name.
 
     ``"torch_adam"`` (default): ``TorchAdam``, PyTorch's rule as in the reference.
     ``"keras_adam"``: ``keras.optimizers.Adam`` (ε before bias correction), for comparison.
+    ``"torch_rmsprop"``: ``TorchRMSprop`` (the MONet paper's optimizer, PyTorch's rule).
     ``learning_rate`` defaults to the reference's 1e-4 and ``epsilon`` to PyTorch's 1e-8;
     further keyword arguments go to the optimizer's constructor.
     """
@@ -115,4 +162,6 @@ def make_optimizer(name=TORCH_ADAM, learning_rate=1e-4, epsilon=1e-8, **kwargs):
         return TorchAdam(learning_rate=learning_rate, epsilon=epsilon, **kwargs)
     if name == KERAS_ADAM:
         return keras.optimizers.Adam(learning_rate=learning_rate, epsilon=epsilon, **kwargs)
+    if name == TORCH_RMSPROP:
+        return TorchRMSprop(learning_rate=learning_rate, epsilon=epsilon, **kwargs)
     raise ValueError(f"unknown optimizer {name!r}; known: {', '.join(OPTIMIZERS)}")

@@ -52,7 +52,8 @@ class Progress:
         line = (
             f"step {step:>7d}/{self.total_steps} | {speed} steps/s | "
             f"elbo {metrics['elbo']:10.1f} | err {metrics['err']:10.1f} | {kls} | "
-            f"beta {metrics['beta']:.3e} | ETA {eta}"
+            + (f"beta {metrics['beta']:.3e} | " if "beta" in metrics else "")  # GECO runs
+            + f"ETA {eta}"
         )
         print(line, file=self.stream, flush=True)
         return line

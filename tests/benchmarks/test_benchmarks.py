@@ -1,4 +1,5 @@
 """The benchmark scripts run (tiny settings) and report what they promise; nothing is timed."""
+import concurrent.futures
 import json
 import pathlib
 import subprocess
@@ -8,13 +9,40 @@ import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 
+# The scripts' quick runs (test -> arguments, timeout), longest first. Each is mostly one
+# busy thread, so they run two at a time, alongside the module's in-process tests.
+_SCRIPT_RUNS = {
+    "test_levers_benchmark_quick": (
+        ["benchmarks/levers.py", "--quick", "--variants=baseline,pad_crop,decode_k_minus_1"],
+        900),
+    "test_train_step_benchmark_quick": (
+        ["benchmarks/train_step.py", "--quick", "--modes=eager,function"], 600),
+    "test_inference_benchmarks_quick[decompose.py]": (
+        ["benchmarks/decompose.py", "--quick"], 600),
+    "test_inference_benchmarks_quick[sample.py]": (["benchmarks/sample.py", "--quick"], 600),
+}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def script_runs(request, tmp_path_factory):
+    """Starts the selected tests' script runs: test name -> future of (result, json path)."""
+    def run(args, timeout, out):
+        result = subprocess.run([sys.executable, *args, f"--json={out}"], capture_output=True,
+                                text=True, timeout=timeout, cwd=ROOT)
+        return result, out
+
+    selected = {item.name for item in request.session.items if item.module is request.module}
+    with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
+        futures = {name: pool.submit(run, args, timeout, tmp_path_factory.mktemp("r") / "r.json")
+                   for name, (args, timeout) in _SCRIPT_RUNS.items() if name in selected}
+        yield futures
+        for future in futures.values():  # e.g. after -x stopped the session early
+            future.cancel()
+
 
 @pytest.mark.slow
-def test_train_step_benchmark_quick(tmp_path):
-    out = tmp_path / "r.json"
-    result = subprocess.run(
-        [sys.executable, "benchmarks/train_step.py", "--quick", "--modes=eager,function",
-         f"--json={out}"], capture_output=True, text=True, timeout=600, cwd=ROOT)
+def test_train_step_benchmark_quick(script_runs):
+    result, out = script_runs["test_train_step_benchmark_quick"].result()
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(out.read_text())
     assert [r["mode"] for r in report["rows"]] == ["eager", "function"]
@@ -63,10 +91,8 @@ def test_train_step_benchmark_times_the_loops_step(monkeypatch, optimizer):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("script", ["sample.py", "decompose.py"])
-def test_inference_benchmarks_quick(tmp_path, script):
-    out = tmp_path / "r.json"
-    result = subprocess.run([sys.executable, f"benchmarks/{script}", "--quick", f"--json={out}"],
-                            capture_output=True, text=True, timeout=600, cwd=ROOT)
+def test_inference_benchmarks_quick(script_runs, script):
+    result, out = script_runs[f"test_inference_benchmarks_quick[{script}]"].result()
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(out.read_text())
     assert report["what"] == script[:-3] and report["images_per_s"] > 0
@@ -116,12 +142,8 @@ def test_flop_count_of_convs_and_matmuls():
 
 
 @pytest.mark.slow
-def test_levers_benchmark_quick(tmp_path):
-    out = tmp_path / "r.json"
-    result = subprocess.run(
-        [sys.executable, "benchmarks/levers.py", "--quick",
-         "--variants=baseline,pad_crop,decode_k_minus_1", f"--json={out}"],
-        capture_output=True, text=True, timeout=900, cwd=ROOT)
+def test_levers_benchmark_quick(script_runs):
+    result, out = script_runs["test_levers_benchmark_quick"].result()
     assert result.returncode == 0, result.stderr[-3000:]
     rows = {r["variant"]: r for r in json.loads(out.read_text())["rows"]}
     assert list(rows) == ["baseline", "pad_crop", "decode_k_minus_1"]
@@ -192,3 +214,18 @@ def test_pad_crop_variant_computes_the_same_convolutions():
         pad_crop = types.MethodType(levers._pad_crop_convolve, layer)
         np.testing.assert_allclose(layer._convolve(x).numpy(), pad_crop(x).numpy(),
                                    atol=1e-5)
+
+
+def test_serving_benchmark_times_the_exported_signatures(monkeypatch, tmp_path, capsys):
+    out = tmp_path / "serving.json"
+    serving = _benchmark_module("serving")
+    monkeypatch.setattr(sys, "argv", [
+        "serving.py", "--image_size=32", "--num_slots=3", "--batch_sizes=1,2", "--repeats=1",
+        f"--json={out}"])
+    serving.main()
+    report = json.loads(out.read_text())
+    assert [(r["signature"], r["batch_size"]) for r in report["rows"]] == [
+        ("decompose", 1), ("decompose", 2), ("generate", 1), ("generate", 2)]
+    assert all(r["median_s"] > 0 and r["images_per_s"] > 0 for r in report["rows"])
+    assert report["cpu"]
+    assert "images/s" in capsys.readouterr().out

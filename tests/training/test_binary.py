@@ -1,6 +1,13 @@
-"""The absl binary: errors with exit codes, resumption after SIGKILL, two workers."""
+"""The absl binary: errors with exit codes, resumption after SIGKILL, two workers.
+
+Each test checks what its `python -m genesis_tf.train` processes did. The processes of all
+the selected tests start when the first test runs, two at a time (each is mostly
+single-threaded import and tracing, and CI has two cores), and each test waits for its own.
+"""
+import concurrent.futures
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -8,7 +15,7 @@ import sys
 import time
 
 import pytest
-from training_helpers import GIN_DIR, ROOT, TINY, run_binary
+from training_helpers import GIN_DIR, ROOT, TINY, run_binary, selected_tests
 
 SMOKE = f"--gin_file={GIN_DIR / 'smoke.gin'}"
 
@@ -17,43 +24,49 @@ def bindings(*extra):
     return [f"--gin_bindings={b}" for b in (*TINY, *extra)]
 
 
-def test_unknown_gin_binding_is_a_clear_error(tmp_path):
-    result = run_binary("genesis_tf.train", [SMOKE, f"--model_dir={tmp_path}",
-                                             "--gin_bindings=train.bogus_option = 1"])
-    assert result.returncode == 2
-    assert "bad gin configuration" in result.stderr and "bogus_option" in result.stderr
+# -- the processes each test checks, run by `outcomes` below --------------------------------
+
+def _unknown_gin_binding(tmp_path):
+    return run_binary("genesis_tf.train", [SMOKE, f"--model_dir={tmp_path}",
+                                           "--gin_bindings=train.bogus_option = 1"])
 
 
-def test_missing_gin_file_is_a_clear_error(tmp_path):
-    result = run_binary("genesis_tf.train", ["--gin_file=gin_configs/nope.gin",
-                                             f"--model_dir={tmp_path}"])
-    assert result.returncode == 2 and "nope.gin" in result.stderr
+def _missing_gin_file(tmp_path):
+    return run_binary("genesis_tf.train", ["--gin_file=gin_configs/nope.gin",
+                                           f"--model_dir={tmp_path}"])
 
 
-def test_unprepared_dataset_names_the_build_command(tmp_path):
+def _unprepared_dataset(tmp_path):
     data_dir = tmp_path / "empty_data"
-    result = run_binary("genesis_tf.train", [
+    return data_dir, run_binary("genesis_tf.train", [
         SMOKE, f"--model_dir={tmp_path / 'model'}",
         *bindings("train.dataset = 'multi_dsprites/offline_colored'",
                   f"train.data_dir = '{data_dir}'")])
-    assert result.returncode == 2, result.stderr[-2000:]
-    assert ("python -m genesis_tf.build_dataset build tfds_builders/multi_dsprites "
-            f"--config=offline_colored --data_dir={data_dir}") in result.stderr
 
 
-def test_checkpoint_of_another_model_is_refused(tmp_path):
-    first = run_binary("genesis_tf.train", [SMOKE, f"--model_dir={tmp_path}",
-                                            *bindings("train.num_steps = 1")])
-    assert first.returncode == 0, first.stderr[-2000:]
-    other = run_binary("genesis_tf.train", [
-        SMOKE, f"--model_dir={tmp_path}",
+def _changed_model_runs(tmp_path):
+    """A one-step run, resumed with another model class (on a copy), another shape, and
+    safely changed settings: the first run serves two tests."""
+    runs = {"model_dir": tmp_path,
+            "first": run_binary("genesis_tf.train", [SMOKE, f"--model_dir={tmp_path}",
+                                                     *bindings("train.num_steps = 1")])}
+    if runs["first"].returncode:
+        return runs
+    copy = tmp_path.parent / f"{tmp_path.name}_copy"
+    shutil.copytree(tmp_path, copy)
+    runs["other_class"] = run_binary("genesis_tf.train", [
+        SMOKE, f"--model_dir={copy}",
         *bindings("train.num_steps = 2", "train.model = @GenesisS", "GenesisS.num_slots = 3")])
-    assert other.returncode == 2, other.stderr[-2000:]
-    assert "holds a run of another model (class 'Genesis' -> 'GenesisS'" in other.stderr
-    assert len(other.stderr.strip().splitlines()) == 1, other.stderr
+    runs["config"] = (tmp_path / "operative_config.gin").read_text()
+    runs["other_shape"] = run_binary("genesis_tf.train", [
+        SMOKE, f"--model_dir={tmp_path}", *bindings("train.num_steps = 2", "NUM_SLOTS = 5")])
+    runs["config_after_refusal"] = (tmp_path / "operative_config.gin").read_text()
+    runs["longer"] = run_binary("genesis_tf.train", [SMOKE, f"--model_dir={tmp_path}",
+                                                     *bindings("train.num_steps = 2")])
+    return runs
 
 
-def test_a_killed_run_resumes_from_its_last_checkpoint(tmp_path):
+def _killed_and_resumed(tmp_path):
     args = [SMOKE, f"--model_dir={tmp_path}", *bindings("train.num_steps = 100000")]
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
     process = subprocess.Popen([sys.executable, "-m", "genesis_tf.train", *args], cwd=ROOT,
@@ -68,14 +81,9 @@ def test_a_killed_run_resumes_from_its_last_checkpoint(tmp_path):
     finally:
         process.send_signal(signal.SIGKILL)
         process.wait()
-    import tensorflow as tf
-
-    saved = int(tf.train.latest_checkpoint(str(tmp_path)).rsplit("-", 1)[1])
-    resumed = run_binary("genesis_tf.train", [SMOKE, f"--model_dir={tmp_path}",
-                                              *bindings(f"train.num_steps = {saved + 2}")])
-    assert resumed.returncode == 0, resumed.stderr[-2000:]
-    assert f"at step {saved}." in resumed.stdout
-    assert f"Finished at step {saved + 2}" in resumed.stdout
+    saved = int(tf_latest(tmp_path).rsplit("-", 1)[1])
+    return saved, run_binary("genesis_tf.train", [SMOKE, f"--model_dir={tmp_path}",
+                                                  *bindings(f"train.num_steps = {saved + 2}")])
 
 
 def _free_ports(n):
@@ -88,8 +96,7 @@ def _free_ports(n):
     return ports
 
 
-@pytest.mark.slow
-def test_two_workers_train_together_over_loopback(tmp_path):
+def _two_workers(tmp_path):
     ports = _free_ports(2)
     cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
     args = [SMOKE, f"--model_dir={tmp_path}", *bindings("train.num_steps = 2")]
@@ -107,12 +114,8 @@ def test_two_workers_train_together_over_loopback(tmp_path):
     finally:
         for p in processes:
             p.kill()
-    for p, (out, err) in zip(processes, outputs, strict=True):
-        assert p.returncode == 0, err[-3000:]
-        assert "Finished at step 2" in out
-    # The chief (worker 0) wrote the checkpoint; worker 1's scratch copy is gone.
-    assert (tmp_path / "ckpt-2.index").exists()
-    assert not list(tmp_path.glob("worker_tmp_*"))
+    return tmp_path, [(p.returncode, out, err)
+                      for p, (out, err) in zip(processes, outputs, strict=True)]
 
 
 def _start(tmp_path, *extra):
@@ -124,10 +127,7 @@ def _start(tmp_path, *extra):
                             text=True)
 
 
-@pytest.mark.parametrize("signal_number, exit_code", [(signal.SIGINT, 130),
-                                                      (signal.SIGTERM, 143)])
-def test_sigint_and_sigterm_save_a_checkpoint_and_say_where(tmp_path, signal_number,
-                                                            exit_code):
+def _signalled(tmp_path, signal_number, exit_code):
     # checkpoint_every is large: the only checkpoint is the one the signal makes.
     process = _start(tmp_path, "train.checkpoint_every = 100000")
     lines = []
@@ -143,8 +143,136 @@ def test_sigint_and_sigterm_save_a_checkpoint_and_say_where(tmp_path, signal_num
         out, err = process.communicate(timeout=120)
     finally:
         process.kill()
-    assert process.returncode == exit_code, err[-2000:]
-    saved = tf_latest(tmp_path)
+    return tmp_path, process.returncode, lines, out, err
+
+
+def _configuration_mistake(tmp_path, args, message):
+    model_dir = tmp_path / "run"
+    return model_dir, run_binary("genesis_tf.train", [SMOKE, f"--model_dir={model_dir}",
+                                                      *bindings("train.num_steps = 1"), *args])
+
+
+def _model_dir_that_is_a_file_and_help(tmp_path):
+    a_file = tmp_path / "file"
+    a_file.write_text("x")
+    return (run_binary("genesis_tf.train", [SMOKE, f"--model_dir={a_file}"]),
+            run_binary("genesis_tf.train", ["--help"]))
+
+
+def _corrupt_record(tmp_path):
+    data_dir = tmp_path / "data"
+    build = run_binary("genesis_tf.build_dataset", [
+        "build", "tfds_builders/multi_dsprites", "--config=offline_colored",
+        f"--data_dir={data_dir}", "--max_examples_per_split=64"])
+    assert build.returncode == 0, build.stderr[-2000:]
+    train_file = sorted(data_dir.rglob("*-train.tfrecord*"))[0]
+    raw = bytearray(train_file.read_bytes())
+    raw[len(raw) // 2: len(raw) // 2 + 64] = b"\xff" * 64  # damage a record's payload
+    train_file.write_bytes(bytes(raw))
+    return data_dir, train_file, run_binary("genesis_tf.train", [
+        SMOKE, f"--model_dir={tmp_path / 'run'}",
+        *bindings("train.dataset = 'multi_dsprites/offline_colored'",
+                  f"train.data_dir = '{data_dir}'", "train.num_steps = 20",
+                  "train.steps_per_loop = 10")])
+
+
+# test -> (its processes, a rough cost: the costliest start first so none is left alone)
+_PROCESSES = {
+    "test_two_workers_train_together_over_loopback": (_two_workers, 6),
+    "test_checkpoint_of_another_model_is_refused": (_changed_model_runs, 5),
+    "test_resuming_with_another_model_shape_is_refused_and_safe_changes_are_recorded": (
+        _changed_model_runs, 5),
+    "test_a_killed_run_resumes_from_its_last_checkpoint": (_killed_and_resumed, 4),
+    "test_a_corrupt_record_names_the_file_and_the_rebuild_command": (_corrupt_record, 3),
+    "test_sigint_and_sigterm_save_a_checkpoint_and_say_where": (_signalled, 2),
+    "test_unprepared_dataset_names_the_build_command": (_unprepared_dataset, 1),
+    "test_unknown_gin_binding_is_a_clear_error": (_unknown_gin_binding, 1),
+    "test_missing_gin_file_is_a_clear_error": (_missing_gin_file, 1),
+    "test_configuration_mistakes_are_one_line_and_leave_nothing_behind": (
+        _configuration_mistake, 1),
+    "test_model_dir_that_is_a_file_and_help": (_model_dir_that_is_a_file_and_help, 1),
+}
+
+
+@pytest.fixture(scope="module")
+def outcomes(request, tmp_path_factory):
+    """Starts the processes of every selected test of this module: test id -> future."""
+    started, futures = {}, {}
+    items = sorted((item for item in selected_tests(request) if item.originalname in _PROCESSES),
+                   key=lambda item: -_PROCESSES[item.originalname][1])
+    with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
+        for item in items:
+            function = _PROCESSES[item.originalname][0]
+            params = item.callspec.params if hasattr(item, "callspec") else {}
+            key = (function, repr(sorted(params.items())))  # shared processes start once
+            if key not in started:
+                directory = tmp_path_factory.mktemp(function.__name__.strip("_"))
+                started[key] = pool.submit(function, directory, **params)
+            futures[item.nodeid] = started[key]
+        yield futures
+        for future in futures.values():  # e.g. after -x stopped the session early
+            future.cancel()
+
+
+@pytest.fixture
+def outcome(request, outcomes):
+    """This test's processes: `.result()` waits for them and raises what they raised."""
+    return outcomes[request.node.nodeid]
+
+
+def test_unknown_gin_binding_is_a_clear_error(outcome):
+    result = outcome.result()
+    assert result.returncode == 2
+    assert "bad gin configuration" in result.stderr and "bogus_option" in result.stderr
+
+
+def test_missing_gin_file_is_a_clear_error(outcome):
+    result = outcome.result()
+    assert result.returncode == 2 and "nope.gin" in result.stderr
+
+
+def test_unprepared_dataset_names_the_build_command(outcome):
+    data_dir, result = outcome.result()
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert ("python -m genesis_tf.build_dataset build tfds_builders/multi_dsprites "
+            f"--config=offline_colored --data_dir={data_dir}") in result.stderr
+
+
+def test_checkpoint_of_another_model_is_refused(outcome):
+    runs = outcome.result()
+    first = runs["first"]
+    assert first.returncode == 0, first.stderr[-2000:]
+    other = runs["other_class"]
+    assert other.returncode == 2, other.stderr[-2000:]
+    assert "holds a run of another model (class 'Genesis' -> 'GenesisS'" in other.stderr
+    assert len(other.stderr.strip().splitlines()) == 1, other.stderr
+
+
+def test_a_killed_run_resumes_from_its_last_checkpoint(outcome):
+    saved, resumed = outcome.result()
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert f"at step {saved}." in resumed.stdout
+    assert f"Finished at step {saved + 2}" in resumed.stdout
+
+
+@pytest.mark.slow
+def test_two_workers_train_together_over_loopback(outcome):
+    model_dir, workers = outcome.result()
+    for returncode, out, err in workers:
+        assert returncode == 0, err[-3000:]
+        assert "Finished at step 2" in out
+    # The chief (worker 0) wrote the checkpoint; worker 1's scratch copy is gone.
+    assert (model_dir / "ckpt-2.index").exists()
+    assert not list(model_dir.glob("worker_tmp_*"))
+
+
+@pytest.mark.parametrize("signal_number, exit_code", [(signal.SIGINT, 130),
+                                                      (signal.SIGTERM, 143)])
+def test_sigint_and_sigterm_save_a_checkpoint_and_say_where(outcome, signal_number,
+                                                            exit_code):
+    model_dir, returncode, lines, out, err = outcome.result()
+    assert returncode == exit_code, err[-2000:]
+    saved = tf_latest(model_dir)
     assert saved and int(saved.rsplit("-", 1)[1]) >= 1, (out, err)
     name = signal.Signals(signal_number).name
     assert f"Interrupted ({name}: stopped at step" in err and saved in err
@@ -167,10 +295,8 @@ def tf_latest(path):
     (["--gin_bindings=train.dataset = 'no_such_data'"], "unknown dataset 'no_such_data'"),
     (["--gin_bindings=train.dataset = 'multi_dsprites/bogus'"], "configs ["),
 ])
-def test_configuration_mistakes_are_one_line_and_leave_nothing_behind(tmp_path, args, message):
-    model_dir = tmp_path / "run"
-    result = run_binary("genesis_tf.train", [SMOKE, f"--model_dir={model_dir}",
-                                             *bindings("train.num_steps = 1"), *args])
+def test_configuration_mistakes_are_one_line_and_leave_nothing_behind(outcome, args, message):
+    model_dir, result = outcome.result()
     assert result.returncode == 2, result.stderr[-2000:]
     assert message in result.stderr
     assert result.stderr.startswith("error: ") and "Traceback" not in result.stderr
@@ -178,52 +304,32 @@ def test_configuration_mistakes_are_one_line_and_leave_nothing_behind(tmp_path, 
     assert not model_dir.exists()
 
 
-def test_model_dir_that_is_a_file_and_help(tmp_path):
-    a_file = tmp_path / "file"
-    a_file.write_text("x")
-    result = run_binary("genesis_tf.train", [SMOKE, f"--model_dir={a_file}"])
+def test_model_dir_that_is_a_file_and_help(outcome):
+    result, help_result = outcome.result()
     assert result.returncode == 2 and "is a file" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
-    help_result = run_binary("genesis_tf.train", ["--help"])
     assert help_result.returncode == 0, help_result.stderr
     assert "--gin_file" in help_result.stdout and "--model_dir" in help_result.stdout
 
 
-def test_resuming_with_another_model_shape_is_refused_and_safe_changes_are_recorded(tmp_path):
-    first = run_binary("genesis_tf.train", [SMOKE, f"--model_dir={tmp_path}",
-                                            *bindings("train.num_steps = 1")])
+def test_resuming_with_another_model_shape_is_refused_and_safe_changes_are_recorded(outcome):
+    runs = outcome.result()
+    model_dir, first = runs["model_dir"], runs["first"]
     assert first.returncode == 0, first.stderr[-2000:]
-    config = (tmp_path / "operative_config.gin").read_text()
-    other = run_binary("genesis_tf.train", [SMOKE, f"--model_dir={tmp_path}",
-                                            *bindings("train.num_steps = 2", "NUM_SLOTS = 5")])
+    config, other, longer = runs["config"], runs["other_shape"], runs["longer"]
     assert other.returncode == 2, other.stderr[-2000:]
     assert "num_slots 3 -> 5" in other.stderr
     assert len(other.stderr.strip().splitlines()) == 1, other.stderr
-    assert (tmp_path / "operative_config.gin").read_text() == config  # not overwritten
-    longer = run_binary("genesis_tf.train", [SMOKE, f"--model_dir={tmp_path}",
-                                             *bindings("train.num_steps = 2")])
+    assert runs["config_after_refusal"] == config  # not overwritten
     assert longer.returncode == 0, longer.stderr[-2000:]
     assert "Resuming with changed settings" in longer.stdout and "num_steps" in longer.stdout
     assert "Finished at step 2" in longer.stdout
-    assert (tmp_path / "config_history" / "1.gin").read_text() == config
-    assert "train.num_steps = 2" in (tmp_path / "operative_config.gin").read_text()
+    assert (model_dir / "config_history" / "1.gin").read_text() == config
+    assert "train.num_steps = 2" in (model_dir / "operative_config.gin").read_text()
 
 
-def test_a_corrupt_record_names_the_file_and_the_rebuild_command(tmp_path):
-    data_dir = tmp_path / "data"
-    build = run_binary("genesis_tf.build_dataset", [
-        "build", "tfds_builders/multi_dsprites", "--config=offline_colored",
-        f"--data_dir={data_dir}", "--max_examples_per_split=64"])
-    assert build.returncode == 0, build.stderr[-2000:]
-    train_file = sorted(data_dir.rglob("*-train.tfrecord*"))[0]
-    raw = bytearray(train_file.read_bytes())
-    raw[len(raw) // 2: len(raw) // 2 + 64] = b"\xff" * 64  # damage a record's payload
-    train_file.write_bytes(bytes(raw))
-    result = run_binary("genesis_tf.train", [
-        SMOKE, f"--model_dir={tmp_path / 'run'}",
-        *bindings("train.dataset = 'multi_dsprites/offline_colored'",
-                  f"train.data_dir = '{data_dir}'", "train.num_steps = 20",
-                  "train.steps_per_loop = 10")])
+def test_a_corrupt_record_names_the_file_and_the_rebuild_command(outcome):
+    data_dir, train_file, result = outcome.result()
     assert result.returncode == 2, result.stderr[-3000:]
     assert str(train_file) in result.stderr and "damaged record" in result.stderr
     assert ("python -m genesis_tf.build_dataset build tfds_builders/multi_dsprites "

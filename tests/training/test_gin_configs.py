@@ -17,9 +17,11 @@ EXPERIMENTS = sorted(p.name for p in GIN_DIR.glob("*.gin"))
 
 
 def test_every_experiment_file_is_covered():
+    datasets = ("multi_dsprites", "gqn", "shapestacks")
     assert {"multi_dsprites.gin", "gqn.gin", "shapestacks.gin", "smoke.gin", "demo.gin",
-            "multi_dsprites_genesis_s.gin", "gqn_genesis_s.gin",
-            "shapestacks_genesis_s.gin"} <= set(EXPERIMENTS)
+            "multi_dsprites_monet_paper.gin"} <= set(EXPERIMENTS)
+    for model in ("genesis_s", "monet", "bd_vae", "dc_vae"):  # the paper's comparisons
+        assert {f"{d}_{model}.gin" for d in datasets} <= set(EXPERIMENTS), model
 
 
 @pytest.mark.parametrize("name", EXPERIMENTS)
@@ -33,7 +35,9 @@ def test_config_parses_and_dry_runs_a_step(name, tmp_path, clean_gin):
     # The paper's values survive the tiny overrides.
     if name != "smoke.gin" and name != "demo.gin":
         assert gin.query_parameter("train.learning_rate") == 1e-4
-        assert gin.query_parameter("train.num_steps") == 500000
+        # The MONet paper trains for 10⁶ steps, the GENESIS paper every model for 5·10⁵.
+        paper_steps = 1000000 if name.endswith("_monet_paper.gin") else 500000
+        assert gin.query_parameter("train.num_steps") == paper_steps
     gin.clear_config()
     parse([name], ["train.num_steps = 1", "train.image_summary_every = 0"])
     result = train(str(tmp_path))

@@ -1,13 +1,12 @@
 """The training loop: replicas, resumption, guards, summaries."""
 import glob
 import os
-import subprocess
 import sys
 
 import numpy as np
 import pytest
 import tensorflow as tf
-from training_helpers import parse
+from training_helpers import BackgroundProcess, parse, selected_tests
 
 from genesis_tf.models import Genesis
 from genesis_tf.training import TrainingDivergedError, train
@@ -51,34 +50,25 @@ print("CHECKPOINTS", one.checkpoint, two.checkpoint)
 """
 
 
-def test_two_replicas_and_one_device_take_the_same_step(tmp_path):
+@pytest.fixture(scope="module", autouse=True)
+def replica_run(request, tmp_path_factory):
+    """Starts the process of the two-replica test before this module's other tests, which
+    run meanwhile on the other core; that test comes last and waits for it."""
+    if not any(item.originalname == "test_two_replicas_and_one_device_take_the_same_step"
+               for item in selected_tests(request)):
+        yield None
+        return
     # A fresh process: collective ops of other MirroredStrategy instances in this process
     # (other tests) can collide with the synchronised batch norm's instance keys.
+    tmp_path = tmp_path_factory.mktemp("replicas")
     reference = Genesis(image_size=32, num_slots=3).build_for_images()
     initial = [v.numpy() for v in reference.weights]
     np.savez(tmp_path / "initial.npz", *initial)
-    result = subprocess.run(
+    process = BackgroundProcess(
         [sys.executable, "-c", _REPLICA_SCRIPT, str(tmp_path), os.path.dirname(__file__)],
-        capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stderr[-3000:]
-    one_path, two_path = result.stdout.split("CHECKPOINTS")[1].split()
-    a, b = _checkpoint_values(one_path), _checkpoint_values(two_path)
-    assert a.keys() == b.keys()
-    compared = 0
-    for name in a:
-        if "_variables/" in name and "_trainable_variables/" not in name:
-            continue  # Adam's moments: raw gradients, where summation order shows
-        # weights, batch-norm statistics, β, err_ema, step
-        np.testing.assert_allclose(a[name], b[name], atol=1e-5, rtol=1e-5, err_msg=name)
-        compared += 1
-    assert compared > 100
-    # The step moved the weights (both runs the same way, as checked above).
-    trained = {int(k.split("/")[2]): v for k, v in a.items() if "_trainable_variables/" in k}
-    assert len(trained) == len(reference.trainable_variables)
-    moved = sum(not np.allclose(trained[i], v.numpy())
-                for i, v in enumerate(reference.trainable_variables))
-    assert moved > len(trained) // 2
-    assert a["geco/beta/.ATTRIBUTES/VARIABLE_VALUE"] != 1.0
+        timeout=600)
+    yield reference, process
+    process.kill()
 
 
 def test_stopping_and_resuming_equals_an_uninterrupted_run(tmp_path, clean_gin):
@@ -164,3 +154,28 @@ def test_summaries_are_means_over_the_steps_since_the_last_summary(tmp_path, cle
             mean = np.mean([every[s] for s in range(step - 2, step + 1)])
             np.testing.assert_allclose(third[step], mean, rtol=1e-5, err_msg=tag)
             assert abs(third[step] - every[step]) > 1e-4 * abs(mean)  # not the last step's
+
+
+# Last: its process started with the module and ran during the tests above.
+def test_two_replicas_and_one_device_take_the_same_step(replica_run):
+    reference, process = replica_run
+    result = process.result()
+    assert result.returncode == 0, result.stderr[-3000:]
+    one_path, two_path = result.stdout.split("CHECKPOINTS")[1].split()
+    a, b = _checkpoint_values(one_path), _checkpoint_values(two_path)
+    assert a.keys() == b.keys()
+    compared = 0
+    for name in a:
+        if "_variables/" in name and "_trainable_variables/" not in name:
+            continue  # Adam's moments: raw gradients, where summation order shows
+        # weights, batch-norm statistics, β, err_ema, step
+        np.testing.assert_allclose(a[name], b[name], atol=1e-5, rtol=1e-5, err_msg=name)
+        compared += 1
+    assert compared > 100
+    # The step moved the weights (both runs the same way, as checked above).
+    trained = {int(k.split("/")[2]): v for k, v in a.items() if "_trainable_variables/" in k}
+    assert len(trained) == len(reference.trainable_variables)
+    moved = sum(not np.allclose(trained[i], v.numpy())
+                for i, v in enumerate(reference.trainable_variables))
+    assert moved > len(trained) // 2
+    assert a["geco/beta/.ATTRIBUTES/VARIABLE_VALUE"] != 1.0

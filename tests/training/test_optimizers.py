@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from genesis_tf.training.optimizers import TorchAdam, make_optimizer
+from genesis_tf.training.optimizers import TorchAdam, TorchRMSprop, make_optimizer
 
 LR = 1e-3
 EPS = 1e-8
@@ -117,6 +117,28 @@ def test_keras_adam_differs_only_where_the_gradient_is_tiny():
                                               rel=1e-9)
 
 
+def torch_rmsprop_reference(steps=STEPS, lr=LR, alpha=0.99, eps=EPS):
+    """PyTorch's RMSprop (not centred, no momentum) in NumPy, float64."""
+    params = {k: v.copy() for k, v in INITIAL.items()}
+    v = {k: np.zeros_like(p) for k, p in params.items()}
+    history = []
+    for _ in range(steps):
+        grads = toy_gradients(params)
+        for k in NAMES:
+            v[k] = alpha * v[k] + (1 - alpha) * grads[k] ** 2
+            params[k] = params[k] - lr * grads[k] / (np.sqrt(v[k]) + eps)
+        history.append({k: p.copy() for k, p in params.items()})
+    return history
+
+
+def test_torch_rmsprop_equals_pytorchs_rule_for_three_steps():
+    reference = torch_rmsprop_reference()
+    assert_matches(run(TorchRMSprop(LR, epsilon=EPS)), reference)
+    # Keras' RMSprop puts ε inside the square root: at gradient 1e-9 its step differs.
+    keras_history = run(keras.optimizers.RMSprop(LR, rho=0.99, epsilon=EPS))
+    assert np.all(np.abs(keras_history[0]["q"]) < np.abs(reference[0]["q"]) / 5)
+
+
 def test_make_optimizer():
     optimizer = make_optimizer()
     assert isinstance(optimizer, TorchAdam)
@@ -125,7 +147,9 @@ def test_make_optimizer():
     keras_adam = make_optimizer("keras_adam", learning_rate=1e-3, epsilon=1e-7)
     assert type(keras_adam) is keras.optimizers.Adam
     assert keras_adam.epsilon == 1e-7
-    with pytest.raises(ValueError, match="torch_adam.*keras_adam"):
+    rmsprop = make_optimizer("torch_rmsprop", learning_rate=1e-4)
+    assert isinstance(rmsprop, TorchRMSprop) and rmsprop.alpha == 0.99
+    with pytest.raises(ValueError, match="torch_adam.*keras_adam.*torch_rmsprop"):
         make_optimizer("sgd")
 
 

@@ -1,13 +1,12 @@
 """A saved run restores in a fresh process to exactly the model the training process had."""
 import os
 import re
-import subprocess
 import sys
 
 import numpy as np
 import pytest
 import tensorflow as tf
-from training_helpers import ROOT, parse
+from training_helpers import ROOT, BackgroundProcess, parse, selected_tests
 
 from genesis_tf.training import CheckpointMismatchError, checkpoints, restore, train
 
@@ -41,14 +40,41 @@ def trained_run(tmp_path_factory):
     return run_dir, images, expected, result
 
 
-def test_restore_in_a_fresh_process_reproduces_the_trained_model(trained_run, tmp_path):
-    run_dir, images, expected, _ = trained_run
-    np.save(tmp_path / "images.npy", images)
-    result = subprocess.run(
-        [sys.executable, "-c", _RESTORE_SCRIPT, str(run_dir), str(tmp_path / "images.npy"),
-         str(tmp_path / "out.npz")],
-        capture_output=True, text=True, timeout=300, cwd=tmp_path,
-        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+def _snippet():
+    text = (ROOT / "BUILD.md").read_text()
+    return re.search(r"<!-- restore-snippet[^>]*-->\n```python\n(.*?)```", text, re.S)
+
+
+@pytest.fixture(scope="module")
+def fresh_processes(request, trained_run, tmp_path_factory):
+    """The two fresh-process restores of the trained run, started together (two cores):
+    test name -> (working directory, BackgroundProcess)."""
+    run_dir, images, *_ = trained_run
+    wanted = {item.originalname for item in selected_tests(request)}
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    processes = {}
+    if "test_restore_in_a_fresh_process_reproduces_the_trained_model" in wanted:
+        work = tmp_path_factory.mktemp("restore")
+        np.save(work / "images.npy", images)
+        processes["restore"] = work, BackgroundProcess(
+            [sys.executable, "-c", _RESTORE_SCRIPT, str(run_dir), str(work / "images.npy"),
+             str(work / "out.npz")], timeout=300, cwd=work, env=env)
+    if "test_build_md_restore_snippet_runs_as_written" in wanted and _snippet():
+        work = tmp_path_factory.mktemp("snippet")
+        (work / "runs").mkdir()
+        os.symlink(run_dir, work / "runs" / "smoke")
+        processes["snippet"] = work, BackgroundProcess(
+            [sys.executable, "-c", _snippet().group(1)], timeout=300, cwd=work, env=env)
+    yield processes
+    for _, process in processes.values():
+        process.kill()
+
+
+def test_restore_in_a_fresh_process_reproduces_the_trained_model(trained_run,
+                                                                 fresh_processes):
+    _, images, expected, _ = trained_run
+    tmp_path, process = fresh_processes["restore"]
+    result = process.result()
     assert result.returncode == 0, result.stderr[-3000:]
     restored = np.load(tmp_path / "out.npz")
     for key, value in expected.items():
@@ -94,16 +120,10 @@ def test_restore_refuses_a_checkpoint_that_lacks_variables(trained_run, tmp_path
         restore(str(tmp_path / "nothing"))
 
 
-def test_build_md_restore_snippet_runs_as_written(trained_run, tmp_path):
-    run_dir, *_ = trained_run
-    text = (ROOT / "BUILD.md").read_text()
-    snippet = re.search(r"<!-- restore-snippet[^>]*-->\n```python\n(.*?)```", text, re.S)
-    assert snippet, "BUILD.md lost its restore snippet"
-    (tmp_path / "runs").mkdir()
-    os.symlink(run_dir, tmp_path / "runs" / "smoke")
-    result = subprocess.run([sys.executable, "-c", snippet.group(1)], capture_output=True,
-                            text=True, timeout=300, cwd=tmp_path,
-                            env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+def test_build_md_restore_snippet_runs_as_written(fresh_processes):
+    assert _snippet(), "BUILD.md lost its restore snippet"
+    tmp_path, process = fresh_processes["snippet"]
+    result = process.result()
     assert result.returncode == 0, result.stderr[-3000:]
     assert re.search(r"ARI -?\d\.\d\d, SC \d\.\d\d, mSC \d\.\d\d", result.stdout)
     assert (tmp_path / "decomposition.png").stat().st_size > 1000

@@ -1,4 +1,5 @@
 """Helpers shared by the training tests: tiny configurations on synthetic scenes."""
+import concurrent.futures
 import os
 import pathlib
 import subprocess
@@ -32,3 +33,37 @@ def run_binary(module, args, env=None, timeout=300):
     full_env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", **(env or {}))
     return subprocess.run([sys.executable, "-m", module, *args], capture_output=True,
                           text=True, env=full_env, timeout=timeout, cwd=ROOT)
+
+
+def selected_tests(request):
+    """The tests of the requesting module that this session runs (after -k, -m, ...), so a
+    module fixture starts background work only for them."""
+    return [item for item in request.session.items if item.module is request.module]
+
+
+def in_background(function, *args, **kwargs):
+    """Calls function(*args, **kwargs) in a thread and returns its future."""
+    pool = concurrent.futures.ThreadPoolExecutor(max_workers=1)
+    future = pool.submit(function, *args, **kwargs)
+    pool.shutdown(wait=False)  # the thread ends when the call returns
+    return future
+
+
+class BackgroundProcess:
+    """A subprocess started now that runs on the other core while this process goes on
+    with other tests (it is mostly single-threaded import and tracing)."""
+
+    def __init__(self, args, timeout=600, **kwargs):
+        self._process = subprocess.Popen(args, stdout=subprocess.PIPE,
+                                         stderr=subprocess.PIPE, text=True, **kwargs)
+        self._output = in_background(self._process.communicate, timeout=timeout)
+
+    def result(self):
+        """Waits for the process: a CompletedProcess with its text output."""
+        out, err = self._output.result()
+        return subprocess.CompletedProcess(self._process.args, self._process.returncode,
+                                           out, err)
+
+    def kill(self):
+        """Stops the process if it still runs (a session that ended early)."""
+        self._process.kill()

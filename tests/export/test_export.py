@@ -1,0 +1,324 @@
+"""SavedModel export for TF Serving, tried where its users meet it: the export binary on
+a trained run, saved_model_cli (the TF1 session loader TF Serving's C++ server uses), a
+fresh process that never imports genesis_tf, and TF Serving's own protocol buffers."""
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "tests" / "training"))
+from training_helpers import parse, run_binary  # noqa: E402
+
+SIZE, SLOTS, STEPS = 32, 3, 3
+SIGNATURES = ("serving_default", "decompose", "decompose_float", "generate", "features")
+
+# Runs in a fresh process with only TensorFlow: loads the export, runs every signature,
+# and feeds it wrong inputs. Writes outputs.npz and errors.json.
+_FRESH_PROCESS_SCRIPT = r"""
+import json, sys
+import numpy as np
+import tensorflow as tf
+
+export, images_file, out_dir = sys.argv[1:4]
+loaded = tf.saved_model.load(export)
+images = np.load(images_file)
+sig = loaded.signatures
+out = {}
+for key, value in sig["decompose"](images=tf.constant(images)).items():
+    out["decompose/" + key] = value.numpy()
+for key, value in sig["decompose_float"](images=tf.constant(images / 255.0, tf.float32)).items():
+    out["decompose_float/" + key] = value.numpy()
+out["features"] = sig["features"](images=tf.constant(images))["features"].numpy()
+for name, seed in (("seed7", 7), ("seed7_again", 7), ("seed8", 8)):
+    result = sig["generate"](num_images=tf.constant(2), seed=tf.constant(seed, tf.int64))
+    for key, value in result.items():
+        out[f"generate_{name}/" + key] = value.numpy()
+np.savez(out_dir + "/outputs.npz", **out)
+
+size = images.shape[1]
+wrong = {
+    "rank": np.zeros([size, size, 3], np.uint8),
+    "size": np.zeros([1, size // 2, size // 2, 3], np.uint8),
+    "channels": np.zeros([1, size, size, 4], np.uint8),
+    "dtype": np.zeros([1, size, size, 3], np.float32),
+    "empty": np.zeros([0, size, size, 3], np.uint8),
+}
+errors = {}
+for case, value in wrong.items():
+    try:
+        sig["decompose"](images=tf.constant(value))
+        errors[case] = None
+    except Exception as error:
+        errors[case] = type(error).__name__ + ": " + str(error)
+for case, count in (("zero_images", 0), ("too_many_images", 10 ** 6)):
+    try:
+        sig["generate"](num_images=tf.constant(count), seed=tf.constant(1, tf.int64))
+        errors[case] = None
+    except Exception as error:
+        errors[case] = type(error).__name__ + ": " + str(error)
+
+# TF Serving's server feeds tensors into the signature's graph without checking them
+# against the declared shape (Session::Run from C++); the session's raw run call does the
+# same, below the Python-side checks of session.run.
+with tf.compat.v1.Session(graph=tf.Graph()) as session:
+    meta = tf.compat.v1.saved_model.loader.load(session, ["serve"], export)
+    signature = meta.signature_def["decompose"]
+    feed = session.graph.get_tensor_by_name(signature.inputs["images"].name)
+    fetch = session.graph.get_tensor_by_name(signature.outputs["masks"].name)
+
+    def run(value):
+        return session._call_tf_sessionrun(None, {feed._as_tf_output(): value},
+                                           [fetch._as_tf_output()], [], None)[0]
+
+    errors["session_ok_shape"] = list(run(images).shape)
+    for case in ("rank", "size", "channels", "empty"):
+        try:
+            run(wrong[case])
+            errors["session_" + case] = None
+        except Exception as error:
+            errors["session_" + case] = type(error).__name__ + ": " + str(error)
+
+modules = sorted(m.split(".")[0] for m in sys.modules)
+errors["modules"] = [m for m in ("genesis_tf", "gin", "tensorflow_probability") if m in modules]
+with open(out_dir + "/errors.json", "w") as f:
+    json.dump(errors, f)
+"""
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory):
+    """A tiny GENESIS run (32x32, K=3) trained for 3 steps in this process."""
+    import gin
+
+    from genesis_tf.training import train
+
+    gin.clear_config()
+    run_dir = tmp_path_factory.mktemp("runs") / "smoke"
+    parse(bindings=["train.seed = 1", f"train.checkpoint_every = {STEPS}"])
+    result = train(str(run_dir), num_steps=STEPS)
+    gin.clear_config()
+    return run_dir, result.model
+
+
+@pytest.fixture(scope="module")
+def exported(trained_run, tmp_path_factory):
+    """The export binary run on the trained run: (export folder, the binary's output)."""
+    run_dir, _ = trained_run
+    export_dir = tmp_path_factory.mktemp("exports") / "genesis"
+    result = run_binary("genesis_tf.export",
+                        [f"--model_dir={run_dir}", f"--export_dir={export_dir}"])
+    assert result.returncode == 0, result.stderr[-3000:]
+    return export_dir / str(STEPS), result
+
+
+@pytest.fixture(scope="module")
+def images():
+    return tf.random.stateless_uniform([2, SIZE, SIZE, 3], seed=[4, 2], maxval=256,
+                                       dtype=tf.int32).numpy().astype(np.uint8)
+
+
+def test_binary_writes_a_versioned_export_and_describes_it(trained_run, exported):
+    path, result = exported
+    assert sorted(os.listdir(path.parent)) == [str(STEPS)]  # no staging folder left
+    assert (path / "saved_model.pb").exists()
+    info = json.loads((path / "assets" / "genesis_tf_model.json").read_text())
+    assert info["class_name"] == "Genesis"
+    assert info["training_step"] == STEPS and info["num_slots"] == SLOTS
+    assert info["config"]["image_size"] == SIZE
+    beta = tf.train.load_checkpoint(info["checkpoint"]).get_tensor(
+        "geco/beta/.ATTRIBUTES/VARIABLE_VALUE")
+    assert info["geco_beta"] == pytest.approx(float(beta))
+    assert set(info["signatures"]) == set(SIGNATURES)
+    # The command prints the model and every signature with its shapes.
+    assert f"Exported Genesis: K={SLOTS}, {SIZE}x{SIZE} images, training step {STEPS}" in \
+        result.stdout
+    assert f"decompose(images uint8[-1, {SIZE}, {SIZE}, 3])" in result.stdout
+    assert "generate(num_images int32[], seed int64[])" in result.stdout
+
+
+def test_saved_model_cli_shows_and_runs_the_signatures(exported, images, tmp_path):
+    path, _ = exported
+    cli = [sys.executable, "-m", "tensorflow.python.tools.saved_model_cli"]
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+
+    show = subprocess.run(cli + ["show", "--dir", str(path), "--all"], capture_output=True,
+                          text=True, timeout=300, env=env)
+    assert show.returncode == 0, show.stderr[-2000:]
+    text = show.stdout
+    for name in SIGNATURES:
+        assert f"signature_def['{name}']" in text, name
+    decompose = text.split("signature_def['decompose']")[1].split("signature_def[")[0]
+    assert "dtype: DT_UINT8" in decompose and f"shape: (-1, {SIZE}, {SIZE}, 3)" in decompose
+    assert f"shape: (-1, {SLOTS}, {SIZE}, {SIZE})" in decompose  # masks
+    assert "dtype: DT_INT32" in decompose  # segmentation
+    generate = text.split("signature_def['generate']")[1].split("signature_def[")[0]
+    assert "dtype: DT_INT64" in generate and "shape: ()" in generate
+
+    np.save(tmp_path / "images.npy", images)
+    decomposed = subprocess.run(
+        cli + ["run", "--dir", str(path), "--tag_set", "serve", "--signature_def",
+               "decompose", "--inputs", f"images={tmp_path / 'images.npy'}",
+               "--outdir", str(tmp_path / "decompose")],
+        capture_output=True, text=True, timeout=300, env=env)
+    assert decomposed.returncode == 0, decomposed.stderr[-2000:]
+    masks = np.load(tmp_path / "decompose" / "masks.npy")
+    assert masks.shape == (2, SLOTS, SIZE, SIZE)
+    np.testing.assert_allclose(masks.sum(axis=1), 1.0, atol=1e-5)
+
+    generated = subprocess.run(
+        cli + ["run", "--dir", str(path), "--tag_set", "serve", "--signature_def",
+               "generate", "--input_exprs", "num_images=2;seed=7",
+               "--outdir", str(tmp_path / "generate")],
+        capture_output=True, text=True, timeout=300, env=env)
+    assert generated.returncode == 0, generated.stderr[-2000:]
+    assert np.load(tmp_path / "generate" / "images.npy").shape == (2, SIZE, SIZE, 3)
+
+
+def test_fresh_process_without_genesis_tf_reproduces_the_model(trained_run, exported, images,
+                                                                tmp_path):
+    path, _ = exported
+    _, model = trained_run
+    np.save(tmp_path / "images.npy", images)
+    result = subprocess.run(
+        [sys.executable, "-c", _FRESH_PROCESS_SCRIPT, str(path), str(tmp_path / "images.npy"),
+         str(tmp_path)], capture_output=True, text=True, timeout=300, cwd=tmp_path,
+        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    got = np.load(tmp_path / "outputs.npz")
+    errors = json.loads((tmp_path / "errors.json").read_text())
+    assert errors["modules"] == []  # loading needed TensorFlow only
+
+    out = model(images, training=False, deterministic=True)
+    masks = np.exp(out.log_masks.numpy()[..., 0])
+    expected = {"reconstruction": out.recon.numpy(), "masks": masks,
+                "components": out.components.numpy(), "z_mask": out.z_mask.numpy(),
+                "z_comp": out.z_comp.numpy()}
+    for signature in ("decompose", "decompose_float"):
+        for key, value in expected.items():
+            np.testing.assert_allclose(got[f"{signature}/{key}"], value, atol=1e-5,
+                                       err_msg=f"{signature}/{key}")
+        np.testing.assert_array_equal(got[f"{signature}/segmentation"], masks.argmax(axis=1))
+    np.testing.assert_allclose(got["features"], model.features(images).numpy(), atol=1e-5)
+
+    sample = model.sample(batch_size=2, seed=7)
+    np.testing.assert_allclose(got["generate_seed7/images"], sample.recon.numpy(), atol=1e-5)
+    for key in ("images", "masks", "components"):
+        np.testing.assert_array_equal(got[f"generate_seed7/{key}"],
+                                      got[f"generate_seed7_again/{key}"])
+    assert np.abs(got["generate_seed7/images"] - got["generate_seed8/images"]).max() > 1e-3
+
+    # Wrong inputs are refused with the expected shape and dtype, in the TF2 loader and in
+    # the session that TF Serving runs (which does not check the declared shape itself).
+    expected_message = f"expected images of shape [N >= 1, {SIZE}, {SIZE}, 3] and dtype uint8"
+    for case in ("rank", "size", "channels", "empty", "session_rank", "session_size",
+                 "session_channels", "session_empty"):
+        assert errors[case] is not None, f"{case} was accepted"
+        assert expected_message in errors[case], (case, errors[case])
+    assert "expected to be a uint8 tensor but is a float tensor" in errors["dtype"]
+    assert errors["session_ok_shape"] == [2, SLOTS, SIZE, SIZE]
+    for case in ("zero_images", "too_many_images"):
+        assert "num_images must be an int32 scalar in [1, 256]" in errors[case], errors[case]
+
+
+def test_warmup_requests_are_tensorflow_serving_prediction_logs(exported):
+    from tensorflow_serving.apis import prediction_log_pb2
+
+    path, _ = exported
+    records = tf.data.TFRecordDataset(
+        str(path / "assets.extra" / "tf_serving_warmup_requests"))
+    loaded = tf.saved_model.load(str(path))
+    seen = []
+    for record in records:
+        log = prediction_log_pb2.PredictionLog.FromString(record.numpy())
+        request = log.predict_log.request
+        name = request.model_spec.signature_name
+        seen.append(name)
+        inputs = {key: tf.constant(tf.make_ndarray(value))
+                  for key, value in request.inputs.items()}
+        # Every warm-up request is one its signature accepts.
+        outputs = loaded.signatures[name](**inputs)
+        assert outputs
+    assert sorted(seen) == sorted(SIGNATURES)
+
+
+def test_client_requests(images):
+    from genesis_tf.export import client
+
+    request = client.grpc_request(images, signature_name="decompose")
+    assert request.model_spec.name == "genesis"
+    assert request.model_spec.signature_name == "decompose"
+    np.testing.assert_array_equal(tf.make_ndarray(request.inputs["images"]), images)
+    assert request.inputs["images"].dtype == tf.uint8.as_datatype_enum
+    request = client.grpc_request(signature_name="generate", num_images=4, seed=7)
+    assert tf.make_ndarray(request.inputs["seed"]).dtype == np.int64
+
+    body = json.loads(json.dumps(client.rest_request(images)))
+    assert body["signature_name"] == "decompose"
+    np.testing.assert_array_equal(np.array(body["instances"], np.uint8), images)
+    body = client.rest_request(signature_name="generate", num_images=4, seed=7)
+    assert body["inputs"] == {"num_images": 4, "seed": 7}
+    with pytest.raises(ValueError, match="takes inputs \\['images'\\]"):
+        client.rest_request(signature_name="decompose", pixels=images)
+
+
+def test_genesis_s_exports_with_more_slots_and_an_export_is_not_overwritten(tmp_path):
+    from genesis_tf.export import ExportError, export_model
+    from genesis_tf.models import GenesisS
+
+    model = GenesisS(image_size=SIZE, num_slots=SLOTS).build_for_images()
+    path = tmp_path / "genesis_s" / "1"
+    info = export_model(model, str(path), num_slots=5)
+    assert info["class_name"] == "GenesisS" and info["num_slots"] == 5
+    loaded = tf.saved_model.load(str(path))
+    out = loaded.signatures["decompose"](images=tf.zeros([1, SIZE, SIZE, 3], tf.uint8))
+    assert out["masks"].shape == (1, 5, SIZE, SIZE)
+    assert "z_comp" not in out  # GENESIS-S has one latent per slot
+    features = loaded.signatures["features"](images=tf.zeros([1, SIZE, SIZE, 3], tf.uint8))
+    assert features["features"].shape == (1, 5 * 64)
+    with pytest.raises(ExportError, match="exists; choose another --version or pass"):
+        export_model(model, str(path))
+
+
+def test_binary_refuses_runs_without_a_checkpoint_or_of_another_model(trained_run, tmp_path):
+    from genesis_tf.models import Genesis
+    from genesis_tf.training import checkpoints
+
+    run_dir, _ = trained_run
+    # A run folder whose training saved no checkpoint yet.
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "model.json").write_text((run_dir / "model.json").read_text())
+    # A checkpoint of another model (other mask latent size).
+    other_dir = tmp_path / "other"
+    other = Genesis(image_size=SIZE, num_slots=SLOTS, mask_latent_size=8).build_for_images()
+    other_dir.mkdir()
+    checkpoints.write_description(str(other_dir), checkpoints.describe(other))
+    other_path = tf.train.Checkpoint(model=other).save(str(other_dir / "ckpt"))
+
+    cases = {
+        "no checkpoint in": [f"--model_dir={empty}"],
+        "does not exist": [f"--model_dir={tmp_path / 'missing'}"],
+        "holds": [f"--model_dir={run_dir}", f"--checkpoint={other_path}"],
+    }
+    # The three runs are independent: launched together, they share the two cores.
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    processes = {
+        message: subprocess.Popen(
+            [sys.executable, "-m", "genesis_tf.export", *args,
+             f"--export_dir={tmp_path / 'out'}"],
+            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for message, args in cases.items()
+    }
+    for message, process in processes.items():
+        _, stderr = process.communicate(timeout=300)
+        assert process.returncode == 2, (message, stderr[-2000:])
+        lines = stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], \
+            (message, stderr)
+    assert not (tmp_path / "out").exists()
