@@ -234,9 +234,10 @@ def export_model(model, path, num_slots=None, info=None, overwrite=False,
     }
     parent = os.path.dirname(path)
     tf.io.gfile.makedirs(parent)
+    # Not an integer name, so TF Serving ignores the folder while it fills.
     staging = tempfile.mkdtemp(prefix=f".{os.path.basename(path)}.partial-", dir=parent)
+    info_dir = tempfile.mkdtemp()
     try:
-        info_dir = tempfile.mkdtemp()
         info_path = os.path.join(info_dir, INFO_FILE)
         with open(info_path, "w") as f:
             json.dump(description, f, indent=2, sort_keys=True)
@@ -244,13 +245,13 @@ def export_model(model, path, num_slots=None, info=None, overwrite=False,
         module.model_info = tf.saved_model.Asset(info_path)
         saved = os.path.join(staging, "export")
         tf.saved_model.save(module, saved, signatures=signatures)
-        shutil.rmtree(info_dir, ignore_errors=True)
         write_warmup_file(saved, module.warmup_requests())
         if tf.io.gfile.exists(path):
             shutil.rmtree(path)
         os.replace(saved, path)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+        shutil.rmtree(info_dir, ignore_errors=True)
     return description
 
 

@@ -127,7 +127,9 @@ def test_binary_writes_a_versioned_export_and_describes_it(trained_run, exported
     path, result = exported
     assert sorted(os.listdir(path.parent)) == [str(STEPS)]  # no staging folder left
     assert (path / "saved_model.pb").exists()
-    info = json.loads((path / "assets" / "genesis_tf_model.json").read_text())
+    from genesis_tf.export import read_export_info
+
+    info = read_export_info(str(path))
     assert info["class_name"] == "Genesis"
     assert info["training_step"] == STEPS and info["num_slots"] == SLOTS
     assert info["config"]["image_size"] == SIZE

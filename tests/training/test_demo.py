@@ -3,7 +3,7 @@ import numpy as np
 from PIL import Image
 from training_helpers import run_binary
 
-from genesis_tf import visualise
+from genesis_tf import figures, visualise
 from genesis_tf.models import SceneOutput
 
 
@@ -13,13 +13,15 @@ def test_demo_writes_figures_and_prints_where(tmp_path):
         "--gin_bindings=NUM_SLOTS = 3", "--gin_bindings=train.batch_size = 4",
         "--gin_bindings=train.image_summary_every = 0"])
     assert result.returncode == 0, result.stderr[-3000:]
-    for name in ("decomposition.png", "generation.png"):
+    # 8 rows; input, reconstruction, segmentation and K=3 slots and masks; generation: the
+    # K canvases of the slot-by-slot build and the segmentation.
+    for name, columns in (("decomposition.png", 3 + 2 * 3), ("generation.png", 3 + 1)):
         path = tmp_path / name
         assert str(path) in result.stdout
-        picture = np.asarray(Image.open(path))
-        # 8 rows of 32-pixel tiles with 2-pixel gutters, enlarged 3 times.
-        assert picture.shape[0] == 3 * (8 * 34 + 2) and picture.shape[2] == 3
-    assert "foreground ARI" in result.stdout and "Done after 2 steps" in result.stdout
+        assert Image.open(path).size == figures.figure_size(8, columns)
+    assert "on 256 test images: foreground ARI" in result.stdout
+    assert "the GENESIS paper: foreground ARI 0.57" in result.stdout
+    assert "Done after 2 steps" in result.stdout
     assert (tmp_path / "model" / "ckpt-2.index").exists()
 
 

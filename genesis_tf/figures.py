@@ -1,0 +1,141 @@
+"""Labelled figures (matplotlib) of decompositions and generations, for people to read.
+
+``decomposition_figure``: one row per image — input, reconstruction, segmentation, then
+each slot's contribution m_k·x_k and each slot's mask m_k — with column headers, the
+slots' colours (the segmentation paints each pixel in the colour of its slot, and each
+slot's tiles are framed in that colour) and, optionally, the image's foreground ARI in the
+row label.
+
+``generation_figure``: one row per generated scene, built component by component as in
+the GENESIS paper's figure 3: after step k the canvas shows Σ_{j≤k} m_j·x_j, so the scene
+appears slot by slot; the last column is the segmentation.
+
+Both have a fixed size in pixels (``figure_size``), so the PNGs are comparable between
+runs. The NumPy grids in genesis_tf.visualise remain for TensorBoard.
+"""
+import numpy as np
+
+from genesis_tf.visualise import PALETTE, masked_components, segmentation_colours
+
+TILE_INCHES = 0.9
+DPI = 100
+LABEL_INCHES = 1.1  # room for the row labels on the left
+TITLE_INCHES = 0.8  # room for the title and the column headers on top
+RIGHT_INCHES = 0.1  # so that the last column's frame is not cut
+
+
+def figure_size(rows, columns):
+    """(width, height) in pixels of a figure with rows × columns tiles."""
+    width = LABEL_INCHES + columns * TILE_INCHES + RIGHT_INCHES
+    height = TITLE_INCHES + rows * TILE_INCHES
+    return int(round(width * DPI)), int(round(height * DPI))
+
+
+def _slot_colour(k):
+    return PALETTE[k % len(PALETTE)]
+
+
+def _figure(rows, columns, title):
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)  # files only; no display needed
+    import matplotlib.pyplot as plt
+
+    width, height = figure_size(rows, columns)
+    figure = plt.figure(figsize=(width / DPI, height / DPI), dpi=DPI)
+    figure.suptitle(title, fontsize=10, y=1 - 0.18 * TITLE_INCHES * DPI / height)
+    left = LABEL_INCHES * DPI / width
+    top = 1 - TITLE_INCHES * DPI / height
+    axes = figure.subplots(rows, columns, squeeze=False,
+                           gridspec_kw=dict(left=left, right=1 - RIGHT_INCHES * DPI / width,
+                                            bottom=0.005, top=top,
+                                            wspace=0.06, hspace=0.06))
+    for ax in axes.flat:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    return figure, axes
+
+
+def _show(ax, image, frame=None, cmap=None):
+    ax.imshow(np.clip(image, 0.0, 1.0), cmap=cmap, vmin=0.0, vmax=1.0,
+              interpolation="nearest")
+    for spine in ax.spines.values():
+        spine.set_color(frame if frame is not None else "0.8")
+        spine.set_linewidth(2.0 if frame is not None else 0.5)
+
+
+def _header(ax, text, colour=None):
+    # Slot colours darkened for legible text on white (yellow would vanish).
+    colour = "black" if colour is None else np.asarray(colour) * 0.75
+    ax.set_title(text, fontsize=7, color=colour, pad=3)
+
+
+def decomposition_figure(images, out, title="GENESIS decomposition", aris=None, max_rows=8):
+    """A labelled matplotlib Figure of a forward pass (see the module docstring).
+
+    images: [B, H, W, 3] in [0, 1]; out: a SceneOutput; aris: optional per-image
+    foreground ARI (NaN where an image has no foreground).
+    """
+    images = np.asarray(images)[:max_rows]
+    log_masks = np.asarray(out.log_masks)[:max_rows]
+    rows, slots = len(images), log_masks.shape[1]
+    recon = np.asarray(out.recon)[:rows]
+    segmentation = segmentation_colours(log_masks)
+    parts = masked_components(log_masks, np.asarray(out.components)[:rows])
+    masks = np.exp(log_masks[..., 0])  # [B, K, H, W]
+    figure, axes = _figure(rows, 3 + 2 * slots, title)
+    for i in range(rows):
+        _show(axes[i, 0], images[i])
+        _show(axes[i, 1], recon[i])
+        _show(axes[i, 2], segmentation[i])
+        for k in range(slots):
+            _show(axes[i, 3 + k], parts[i, k], frame=_slot_colour(k))
+            _show(axes[i, 3 + slots + k], masks[i, k], frame=_slot_colour(k), cmap="gray")
+        label = f"image {i + 1}"
+        if aris is not None and np.isfinite(aris[i]):
+            label += f"\nARI {aris[i]:.2f}"
+        axes[i, 0].set_ylabel(label, fontsize=7, rotation=0, ha="right", va="center",
+                              labelpad=6)
+    for j, text in enumerate(("input", "reconstruction", "segmentation")):
+        _header(axes[0, j], text)
+    for k in range(slots):
+        _header(axes[0, 3 + k], f"slot {k + 1}: m·x", _slot_colour(k))
+        _header(axes[0, 3 + slots + k], f"mask {k + 1}", _slot_colour(k))
+    return figure
+
+
+def generation_figure(samples, title="GENESIS generation, slot by slot", max_rows=8):
+    """A labelled matplotlib Figure of generated scenes built component by component."""
+    log_masks = np.asarray(samples.log_masks)[:max_rows]
+    rows, slots = log_masks.shape[0], log_masks.shape[1]
+    parts = masked_components(log_masks, np.asarray(samples.components)[:rows])
+    canvases = np.cumsum(parts, axis=1)  # after step k: Σ_{j≤k} m_j x_j
+    segmentation = segmentation_colours(log_masks)
+    figure, axes = _figure(rows, slots + 1, title)
+    for i in range(rows):
+        for k in range(slots):
+            _show(axes[i, k], canvases[i, k], frame=_slot_colour(k))
+        _show(axes[i, slots], segmentation[i])
+        axes[i, 0].set_ylabel(f"scene {i + 1}", fontsize=7, rotation=0, ha="right",
+                              va="center", labelpad=6)
+    for k in range(slots):
+        _header(axes[0, k], "slot 1" if k == 0 else f"+ slot {k + 1}", _slot_colour(k))
+    _header(axes[0, slots], "segmentation")
+    return figure
+
+
+def save_figure(figure, path):
+    """Writes the figure as PNG at its fixed pixel size and closes it; returns path."""
+    import matplotlib.pyplot as plt
+
+    figure.savefig(path, dpi=DPI)
+    plt.close(figure)
+    return path
+
+
+def figure_text(figure):
+    """Every text drawn on the figure (title, headers, row labels), for tests."""
+    texts = [figure._suptitle.get_text()] if figure._suptitle is not None else []
+    for ax in figure.axes:
+        texts += [ax.get_title(), ax.get_ylabel()]
+    return [t for t in texts if t]
