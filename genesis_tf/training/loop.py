@@ -27,7 +27,7 @@ import tensorflow as tf
 
 from genesis_tf import data as data_lib
 from genesis_tf.geco import GECO
-from genesis_tf.models.base import ERR, KL_PREFIX, elbo, summary_name
+from genesis_tf.models.base import KL_PREFIX, elbo, summary_name
 from genesis_tf.training import checkpoints, summaries
 from genesis_tf.training import precision as precision_lib
 from genesis_tf.training.checkpoints import CheckpointMismatchError
@@ -423,5 +423,5 @@ def evaluate(net, dataset, image_size, batch_size, data_dir=None, num_batches=10
         count += int(batch["image"].shape[0])
     means = {key: value / max(count, 1) for key, value in totals.items()}
     result = {summary_name(key): value for key, value in means.items()}
-    result["elbo"] = means[ERR] + sum(v for k, v in means.items() if k != ERR)
+    result["elbo"] = float(elbo(means))  # err + Σ kl/*, as the training summaries
     return result
