@@ -37,7 +37,9 @@ SERVING_REQUIRES = ["tensorflow-serving-api>=2.21,<2.22"]
 
 EXTRAS_REQUIRE = {
     # The tests parse exports' warm-up files with TF Serving's own protocol buffers.
-    "test": ["pytest>=8", "pytest-timeout>=2.3", "ruff>=0.6", *SERVING_REQUIRES],
+    # scikit-learn: the ARI is checked against sklearn.metrics.adjusted_rand_score.
+    "test": ["pytest>=8", "pytest-timeout>=2.3", "ruff>=0.6", "scikit-learn>=1.4",
+             *SERVING_REQUIRES],
     "serving": SERVING_REQUIRES,
     # Only for the tests that compare layers with torch.nn on equal weights (skipped
     # without it); never imported by genesis_tf itself.
@@ -119,6 +121,7 @@ setuptools.setup(
             "genesis-demo=genesis_tf.demo:run",
             "genesis-build-dataset=genesis_tf.build_dataset:run",
             "genesis-export=genesis_tf.export.__main__:run",
+            "genesis-evaluate=genesis_tf.evaluate:run",
         ],
     },
     classifiers=[

@@ -24,9 +24,16 @@ flags.DEFINE_string("data_dir", None,
 flags.DEFINE_string("dataset", None, "Override the dataset (e.g. 'synthetic').")
 flags.DEFINE_integer("max_steps", None, "Stop after this many steps (default: time only).")
 flags.DEFINE_multi_string("gin_bindings", [], "Extra gin bindings.")
+flags.DEFINE_string("weights", None,
+                    "A weights file (python -m genesis_tf.training.warm_start) of a model "
+                    "trained in the demo's setting to start from; default: the demo model "
+                    "shipped with genesis_tf when there is one (genesis_tf/demo_model/).")
+flags.DEFINE_bool("from_scratch", False, "Train from a random initialisation.")
 
 DEMO_GIN = "demo.gin"
 EVAL_IMAGES = 256
+SHIPPED_WEIGHTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "demo_model",
+                               "weights.npz")
 PAPER_ARI = 0.57  # GENESIS, Multi-dSprites, foreground ARI (the issue / paper's table)
 
 
@@ -37,6 +44,7 @@ def main(argv):
 
     from genesis_tf import data as data_lib
     from genesis_tf import figures
+    from genesis_tf.evaluation import segmentation_scores
     from genesis_tf.training import config, train
 
     output_dir = os.path.abspath(FLAGS.output_dir)
@@ -56,18 +64,29 @@ def main(argv):
         data_lib.prepare(dataset, data_dir=data_dir)
         print(f"Dataset ready ({time.monotonic() - started:.0f} s).", flush=True)
 
+    model_dir = os.path.join(output_dir, "model")
+    from genesis_tf.training.warm_start import WarmStartError
+
+    try:
+        start = _starting_weights(model_dir, dataset, data_dir)
+    except WarmStartError as error:
+        print(f"error: {cli.one_line(error)}", file=sys.stderr)
+        return 2
     print(f"Training GENESIS for up to {FLAGS.minutes:g} minutes; watch it with "
-          f"tensorboard --logdir {output_dir}/model", flush=True)
-    result = train(os.path.join(output_dir, "model"))
+          f"tensorboard --logdir {model_dir}", flush=True)
+    # Passed, not bound: gin's configuration is locked once parsed.
+    result = train(model_dir, **({"warm_start": start["path"]} if start else {}))
 
     split, image_size = "test", result.model.image_size
-    ari, covering, batch, out = _evaluate(result.model, dataset, image_size, data_dir, split)
+    scores, first = segmentation_scores(result.model, dataset, image_size, EVAL_IMAGES,
+                                        split=split, data_dir=data_dir)
+    ari, count = scores["fg_ari"], scores["num_images"]
     step_text = f"after {result.step} training steps"
     decomposition = figures.save_figure(
         figures.decomposition_figure(
-            batch["image"].numpy(), out, aris=batch["aris"],
+            first["image"], first["out"], aris=first["aris"],
             title=f"GENESIS decomposing {split} images {step_text} "
-                  f"(foreground ARI {ari:.2f} on {EVAL_IMAGES})"),
+                  f"(foreground ARI {ari:.2f} on {count})"),
         os.path.join(output_dir, "decomposition.png"))
     generation = figures.save_figure(
         figures.generation_figure(
@@ -76,9 +95,12 @@ def main(argv):
         os.path.join(output_dir, "generation.png"))
     print(
         f"\nDone after {result.step} steps ({(time.monotonic() - started) / 60:.1f} min).\n"
-        f"  negative ELBO (last batch): {result.metrics.get('elbo', float('nan')):.1f} nats\n"
-        f"  on {EVAL_IMAGES} {split} images: foreground ARI {ari:.2f}, SC {covering['sc']:.2f}, "
-        f"mSC {covering['msc']:.2f}\n"
+        + f"  negative ELBO (last batch): {result.metrics.get('elbo', float('nan')):.1f} nats\n"
+        + (f"  started from {start['path']} at step {start['step']} (foreground ARI "
+           f"{start['fg_ari']:.2f} there); {result.step - start['step']} steps trained "
+           "here\n" if start else "")
+        + f"  on {count} {split} images: foreground ARI {ari:.2f}, SC {scores['sc']:.2f}, "
+        f"mSC {scores['msc']:.2f}\n"
         f"  (the GENESIS paper: foreground ARI {PAPER_ARI} on Multi-dSprites at 64x64 with "
         "the authors' fully trained model)\n"
         f"  decomposition: {decomposition}\n"
@@ -91,32 +113,38 @@ def main(argv):
     return 0
 
 
-def _evaluate(model, dataset, image_size, data_dir, split):
-    """Foreground ARI and segmentation covering over EVAL_IMAGES test images, and the
-    first 8 of them with their outputs and per-image ARIs for the figure."""
-    import numpy as np
+def _starting_weights(model_dir, dataset, data_dir):
+    """{'path', 'step', scores} of the weights file this run starts from, or None: a new
+    run starts from --weights, else from the shipped demo model if there is one, unless
+    --from_scratch. A run with a checkpoint resumes from it."""
+    import tensorflow as tf
 
-    from genesis_tf import data as data_lib
-    from genesis_tf.metrics import foreground_ari, segmentation_covering
+    from genesis_tf.evaluation import segmentation_scores
+    from genesis_tf.training import config, warm_start
 
-    true_ids, predicted, first = [], [], None
-    for batch in data_lib.eval_dataset(dataset, image_size, 32, split=split,
-                                       data_dir=data_dir, max_examples=EVAL_IMAGES):
-        out = model(batch["image"], training=False)
-        true_ids.append(batch["instance_ids"].numpy())
-        predicted.append(out.log_masks.numpy()[..., 0].argmax(axis=1))
-        if first is None:
-            first = ({"image": batch["image"][:8]}, _first(out, 8))
-    true_ids, predicted = np.concatenate(true_ids), np.concatenate(predicted)
-    ari, per_image = foreground_ari(true_ids, predicted)
-    covering = segmentation_covering(true_ids, predicted)
-    first[0]["aris"] = per_image[:8]
-    return ari, covering, first[0], first[1]
-
-
-def _first(out, n):
-    """The first n images of a SceneOutput."""
-    return type(out)(*(None if t is None else t[:n] for t in out))
+    if tf.train.latest_checkpoint(model_dir) or FLAGS.from_scratch:
+        return None
+    path = FLAGS.weights
+    if path is None:
+        if not os.path.exists(SHIPPED_WEIGHTS):
+            return None
+        path = SHIPPED_WEIGHTS
+    model = config.configured_model()
+    try:
+        state = warm_start.load_into(model, path, what="--weights")  # refuses other models
+    except warm_start.WarmStartError as error:
+        if FLAGS.weights:
+            raise
+        # --gin_bindings changed the model: the shipped weights do not apply.
+        print(f"Training from a random initialisation ({cli.one_line(error)}).", flush=True)
+        return None
+    scores, _ = segmentation_scores(model, dataset, model.image_size, EVAL_IMAGES,
+                                    data_dir=data_dir)
+    print(f"Starting from {path}, trained for {state['step']} steps: foreground ARI "
+          f"{scores['fg_ari']:.2f}, mSC {scores['msc']:.2f} on {scores['num_images']} test "
+          "images. This run continues its training (--from_scratch starts anew).",
+          flush=True)
+    return dict(scores, path=path, step=state["step"])
 
 
 def run():

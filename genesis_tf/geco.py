@@ -46,11 +46,13 @@ class GECO(tf.Module):
         self.initialised = variable(False, "err_ema_initialised", dtype=tf.bool)
 
     @classmethod
-    def for_image(cls, height, width, channels=3, **kwargs):
-        """GECO with the reference's goal and step size for H×W×C images."""
+    def for_image(cls, height, width, channels=3, goal_per_pixel=GOAL_PER_PIXEL,
+                  step_size_scale=1.0, **kwargs):
+        """GECO with the reference's goal and step size for H×W×C images; goal_per_pixel
+        and step_size_scale (× the reference's step) change them for other settings."""
         return cls(
-            goal=GOAL_PER_PIXEL * height * width * channels,
-            step_size=BASE_STEP_SIZE * 64 * 64 / (height * width),
+            goal=goal_per_pixel * height * width * channels,
+            step_size=step_size_scale * BASE_STEP_SIZE * 64 * 64 / (height * width),
             **kwargs,
         )
 

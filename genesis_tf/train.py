@@ -42,6 +42,7 @@ def main(argv):
         config,
         train,
     )
+    from genesis_tf.training.warm_start import WarmStartError
 
     def fail(error, code):
         if verbose:
@@ -59,7 +60,7 @@ def main(argv):
         print(f"Interrupted ({cli.without_gin_context(stop)}).", file=sys.stderr, flush=True)
         return stop.exit_code
     except (data_lib.DatasetNotPreparedError, data_lib.DatasetCorruptError,
-            data_lib.UnknownDatasetError, CheckpointMismatchError,
+            data_lib.UnknownDatasetError, CheckpointMismatchError, WarmStartError,
             NotADirectoryError) as error:
         return fail(error, 2)
     except ConfigurationError as error:

@@ -13,6 +13,13 @@ def test_reference_constants_for_64_and_128_pixels():
     assert GECO.for_image(128, 128).step_size == pytest.approx(1e-5 / 4)
 
 
+def test_goal_step_size_and_initial_beta_can_be_changed():
+    g = GECO.for_image(32, 32, goal_per_pixel=-0.65, step_size_scale=10.0, beta_init=0.25)
+    assert g.goal == pytest.approx(-0.65 * 32 * 32 * 3)
+    assert g.step_size == pytest.approx(10 * 1e-5 * 4)
+    assert float(g.beta.numpy()) == 0.25
+
+
 def test_first_update_sets_the_ema_then_it_averages():
     g = GECO(goal=100.0, step_size=1e-3, alpha=0.99)
     g.update(tf.constant(150.0))

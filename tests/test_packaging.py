@@ -116,6 +116,7 @@ def test_wheel_declares_every_binary(wheel):
     scripts = archive.read(entry_points).decode()
     for line in ("genesis-train = genesis_tf.train:run",
                  "genesis-export = genesis_tf.export.__main__:run",
+                 "genesis-evaluate = genesis_tf.evaluate:run",
                  "genesis-build-dataset = genesis_tf.build_dataset:run"):
         assert line in scripts, scripts
     metadata = archive.read(next(n for n in archive.namelist()

@@ -98,6 +98,25 @@ def record_operative_config(model_dir, config_text, step):
     return changes
 
 
+def run_setting(model_dir, name, default=None):
+    """A binding of the run's latest start, read from its operative_config.gin
+    ('train.dataset' -> 'multi_dsprites/colored'); `default` when absent."""
+    import ast
+
+    path = os.path.join(model_dir, OPERATIVE_CONFIG)
+    if not tf.io.gfile.exists(path):
+        return default
+    with tf.io.gfile.GFile(path) as f:
+        for line in f:
+            if line.startswith(name + " = "):
+                text = line.split(" = ", 1)[1].strip()
+                try:
+                    return ast.literal_eval(text)
+                except (ValueError, SyntaxError):
+                    return text  # a reference such as @Genesis or %IMAGE_SIZE
+    return default
+
+
 def _settings(config_text):
     return [line for line in config_text.splitlines()
             if line.strip() and not line.startswith("#")]

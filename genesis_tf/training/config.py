@@ -126,3 +126,13 @@ def parse(gin_files=(), gin_bindings=()):
                *(p for p in gin.config._LOCATION_PREFIXES if p)]
     with _include_search(list(dict.fromkeys(folders))):
         gin.parse_config_files_and_bindings(files, list(gin_bindings))
+
+
+def configured_model():
+    """The model train() builds under the parsed configuration (train.model called with
+    train.image_size), with its variables created; for tools that need it before training."""
+    image_size = gin.query_parameter("train.image_size")
+    if isinstance(image_size, gin.config.ConfigurableReference):  # e.g. %IMAGE_SIZE
+        image_size = image_size.scoped_configurable_fn()
+    factory = gin.query_parameter("train.model").scoped_configurable_fn
+    return factory(image_size=image_size).build_for_images()

@@ -26,10 +26,11 @@ import numpy as np
 import tensorflow as tf
 
 from genesis_tf import data as data_lib
-from genesis_tf.geco import GECO
+from genesis_tf.geco import GECO, GOAL_PER_PIXEL
 from genesis_tf.models.base import KL_PREFIX, elbo, summary_name
 from genesis_tf.training import checkpoints, summaries
 from genesis_tf.training import precision as precision_lib
+from genesis_tf.training import warm_start as warm_start_lib
 from genesis_tf.training.checkpoints import CheckpointMismatchError
 from genesis_tf.training.optimizers import make_optimizer
 from genesis_tf.training.progress import Progress
@@ -165,7 +166,11 @@ def train(
     max_elbo=1e8,
     geco_alpha=0.99,
     geco_speedup=10.0,
+    geco_goal_per_pixel=GOAL_PER_PIXEL,
+    geco_step_size_scale=1.0,
+    geco_beta_init=1.0,
     kl_weights=None,
+    warm_start=None,
     deterministic_posterior=False,
     max_minutes=None,
     log_every_seconds=10.0,
@@ -184,10 +189,16 @@ def train(
       adam_epsilon: PyTorch's Adam default.
       strategy: "auto" (TF_CONFIG -> multi-worker, GPUs -> mirrored, else default), a
         name understood by make_strategy, or a tf.distribute.Strategy.
+      geco_goal_per_pixel, geco_step_size_scale, geco_beta_init: GECO's reconstruction
+        goal in nats per pixel and channel (the reference's 0.5655), its step size as a
+        multiple of the reference's 1e-5·64²/(H·W), and the initial β (1). Only the demo
+        departs from them (gin_configs/demo.gin).
       max_elbo: the run stops as diverged when the negative ELBO exceeds this.
       kl_weights: None (GECO on err, its β on the sum of the KL terms: the GENESIS
         paper's setting) or fixed weights for every KL term of the model, e.g. the MONet
         paper's {'kl/z': 0.5, 'kl/mask': 0.5}: loss = err + Σ w·kl, no GECO.
+      warm_start: a weights file (genesis_tf.training.warm_start) to start from when
+        model_dir has no checkpoint: its weights, step and GECO state, a fresh optimizer.
       optimizer: see above; "torch_rmsprop" is PyTorch's RMSprop (the MONet paper's).
       deterministic_posterior: use posterior means instead of samples (an autoencoder):
         only for exactness tests.
@@ -237,7 +248,10 @@ def train(
         if loss_scaling:
             opt = keras.optimizers.LossScaleOptimizer(opt)
         opt.build(net.trainable_variables)  # slots must exist before strategy.run
-        geco = GECO.for_image(image_size, image_size, alpha=geco_alpha, speedup=geco_speedup)
+        geco = GECO.for_image(image_size, image_size, alpha=geco_alpha, speedup=geco_speedup,
+                              goal_per_pixel=geco_goal_per_pixel,
+                              step_size_scale=geco_step_size_scale,
+                              beta_init=geco_beta_init)
         step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step",
                            aggregation=ONLY_FIRST)
         term_names = list(net.loss_terms(
@@ -252,8 +266,15 @@ def train(
     checkpoint = tf.train.Checkpoint(model=net, optimizer=opt, geco=geco, step=step)
     manager = tf.train.CheckpointManager(checkpoint, save_dir, max_to_keep=keep_checkpoints)
     restored = tf.train.latest_checkpoint(model_dir)
+    warm = None
     if restored:
         checkpoints.restore_into(checkpoint, restored, net, model_dir)
+    elif warm_start:
+        warm = warm_start_lib.load_into(net, warm_start)
+        step.assign(warm["step"])
+        geco.beta.assign(warm["beta"])
+        geco.err_ema.assign(warm["err_ema"])
+        geco.initialised.assign(True)
     start_step = int(step.numpy())
     if chief:
         checkpoints.write_description(model_dir, description)
@@ -264,15 +285,17 @@ def train(
                   f"{checkpoints.HISTORY_DIR}): " + "; ".join(changes), flush=True)
 
     # -- input ----------------------------------------------------------------------------
+    data_start = 0 if warm else start_step  # a warm start reads the data from its start
+
     def dataset_fn(input_context):
-        skip = start_step * batch_size // input_context.num_input_pipelines
+        skip = data_start * batch_size // input_context.num_input_pipelines
         return data_lib.train_dataset(dataset, image_size, batch_size, data_dir=data_dir,
                                       seed=seed, input_context=input_context,
                                       skip_examples=skip if seed is not None else 0)
 
-    if start_step and seed is not None:
-        print(f"Skipping the {start_step * batch_size:,} examples consumed before step "
-              f"{start_step} (train.seed is set, so the data order continues exactly)…",
+    if data_start and seed is not None:
+        print(f"Skipping the {data_start * batch_size:,} examples consumed before step "
+              f"{data_start} (train.seed is set, so the data order continues exactly)…",
               flush=True)
     iterator = iter(strategy.distribute_datasets_from_function(dataset_fn))
 
@@ -346,9 +369,14 @@ def train(
     ]
 
     # -- the outer loop ---------------------------------------------------------------------
-    if start_step:
+    if restored:
         print(f"Resumed from {restored} at step {start_step}.", flush=True)
+    elif warm:
+        print(f"Starting from the weights in {warm_start} (step {start_step}, GECO beta "
+              f"{warm['beta']:.3g}); the optimizer starts afresh.", flush=True)
     current, started, last_log = start_step, time.monotonic(), 0.0
+    if max_minutes is not None:
+        progress.deadline = started + 60.0 * max_minutes
     first_call = True
     with _StopSignals() as stop:
         while current < num_steps:

@@ -20,9 +20,13 @@ def format_duration(seconds):
 
 
 class Progress:
-    def __init__(self, total_steps, stream=None):
+    """`deadline` (time.monotonic() seconds) is the end of a time budget (train.max_minutes):
+    the ETA is the sooner of the steps left at the current speed and the budget left."""
+
+    def __init__(self, total_steps, stream=None, deadline=None):
         self.total_steps = total_steps
         self.stream = stream or sys.stdout
+        self.deadline = deadline
         self.rate = 0.0  # steps/s over the last tick
         self._start = None
         self._last = None
@@ -47,6 +51,10 @@ class Progress:
         if self._start is not None and step > self._start[1]:
             rate = (step - self._start[1]) / max(time.monotonic() - self._start[0], 1e-9)
         eta = format_duration((self.total_steps - step) / rate) if rate > 0 else "?"
+        if self.deadline is not None:
+            budget_left = self.deadline - time.monotonic()
+            if rate <= 0 or budget_left < (self.total_steps - step) / rate:
+                eta = format_duration(budget_left) + " (time budget)"
         speed = f"{rate:6.2f}" if rate > 0 else "     ?"
         kls = " | ".join(f"{k} {v:7.2f}" for k, v in metrics.items() if k.startswith("kl_"))
         line = (

@@ -1,18 +1,61 @@
 """The demo end to end in a tiny mode, and the figures it draws."""
+import os
+import sys
+
+import gin
 import numpy as np
+import pytest
 from PIL import Image
-from training_helpers import run_binary
+from training_helpers import ROOT, BackgroundProcess, run_binary
 
 from genesis_tf import figures, visualise
 from genesis_tf.models import SceneOutput
 
 
-def test_demo_writes_figures_and_prints_where(tmp_path):
-    result = run_binary("genesis_tf.demo", [
-        f"--output_dir={tmp_path}", "--dataset=synthetic", "--max_steps=2",
-        "--gin_bindings=NUM_SLOTS = 3", "--gin_bindings=train.batch_size = 4",
-        "--gin_bindings=train.image_summary_every = 0"])
+def _demo(*args):
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    return BackgroundProcess([sys.executable, "-m", "genesis_tf.demo", *args], cwd=ROOT,
+                             env=env)
+
+
+@pytest.fixture(scope="module")
+def demo_runs(tmp_path_factory):
+    """Three demo processes, overlapping: on synthetic scenes from scratch; on a 64-image
+    offline Multi-dSprites from a weights file of the demo's model (step 7); and from one
+    of another model (K=3)."""
+    from genesis_tf.models import Genesis
+    from genesis_tf.training import config, warm_start
+
+    root = tmp_path_factory.mktemp("demo")
+    synthetic = _demo(f"--output_dir={root / 'synthetic'}", "--dataset=synthetic",
+                      "--max_steps=2", "--gin_bindings=NUM_SLOTS = 3",
+                      "--gin_bindings=train.batch_size = 4",
+                      "--gin_bindings=train.image_summary_every = 0")
+    data_dir = root / "data"
+    build = run_binary("genesis_tf.build_dataset", [
+        "build", "tfds_builders/multi_dsprites", "--config=offline_colored",
+        f"--data_dir={data_dir}", "--max_examples_per_split=64"])
+    assert build.returncode == 0, build.stderr[-2000:]
+    gin.clear_config()
+    config.parse([os.path.join(config.gin_configs_dir(), "demo.gin")])
+    warm_start.save(config.configured_model(), str(root / "demo.npz"), step=7, beta=0.5)
+    gin.clear_config()
+    warm_start.save(Genesis(image_size=32, num_slots=3).build_for_images(),
+                    str(root / "k3.npz"))
+    common = [f"--data_dir={data_dir}", "--max_steps=9", "--gin_bindings=train.batch_size = 4"]
+    runs = {"demo": _demo(f"--output_dir={root / 'out'}", f"--weights={root / 'demo.npz'}",
+                          *common),
+            "other": _demo(f"--output_dir={root / 'other'}", f"--weights={root / 'k3.npz'}",
+                           *common)}
+    runs["synthetic"] = synthetic
+    return root, {name: run.result() for name, run in runs.items()}
+
+
+def test_demo_writes_figures_and_prints_where(demo_runs):
+    root, runs = demo_runs
+    result, tmp_path = runs["synthetic"], root / "synthetic"
     assert result.returncode == 0, result.stderr[-3000:]
+    assert "Training from" not in result.stdout and "Starting from" not in result.stdout
     # 8 rows; input, reconstruction, segmentation and K=3 slots and masks; generation: the
     # K canvases of the slot-by-slot build and the segmentation.
     for name, columns in (("decomposition.png", 3 + 2 * 3), ("generation.png", 3 + 1)):
@@ -23,6 +66,29 @@ def test_demo_writes_figures_and_prints_where(tmp_path):
     assert "the GENESIS paper: foreground ARI 0.57" in result.stdout
     assert "Done after 2 steps" in result.stdout
     assert (tmp_path / "model" / "ckpt-2.index").exists()
+
+
+def test_demo_continues_training_from_a_weights_file(demo_runs):
+    root, runs = demo_runs
+    result = runs["demo"]
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = result.stdout
+    assert f"Starting from {root / 'demo.npz'}, trained for 7 steps: foreground ARI" in out
+    assert "on 64 test images" in out
+    assert f"started from {root / 'demo.npz'} at step 7" in out
+    assert "2 steps trained here" in out and "Done after 9 steps" in out
+    assert (root / "out" / "model" / "ckpt-9.index").exists()
+    assert Image.open(root / "out" / "decomposition.png").size == figures.figure_size(
+        8, 3 + 2 * 4)
+
+
+def test_demo_refuses_weights_of_another_model_in_one_line(demo_runs):
+    root, runs = demo_runs
+    result = runs["other"]
+    assert result.returncode == 2
+    assert result.stderr.strip().startswith(f"error: --weights: {root / 'k3.npz'} holds a "
+                                            "Genesis with num_slots=3 (configured: 4)")
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
 
 
 def test_segmentation_colours_follow_the_largest_mask():

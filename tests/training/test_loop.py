@@ -130,6 +130,26 @@ def test_progress_line(capsys):
     assert format_duration(90061) == "1d01h" and format_duration(61) == "1m01s"
 
 
+def test_progress_eta_follows_the_time_budget(monkeypatch):
+    from genesis_tf.training import progress as progress_lib
+
+    clock = [1000.0]
+    monkeypatch.setattr(progress_lib.time, "monotonic", lambda: clock[0])
+    metrics = {"elbo": 1.0, "err": 1.0, "beta": 1.0}
+    # 1 step/s with 99,990 steps left: the 5-minute budget ends first.
+    progress = progress_lib.Progress(total_steps=100_000, stream=open(os.devnull, "w"),
+                                     deadline=1000.0 + 300.0)
+    progress.start(0)
+    clock[0] += 10.0
+    assert progress.report(10, metrics).endswith("ETA 4m50s (time budget)")
+    # 10 steps left at 1 step/s end before the budget: the step count decides.
+    short = progress_lib.Progress(total_steps=20, stream=open(os.devnull, "w"),
+                                  deadline=clock[0] + 300.0)
+    short.start(0)
+    clock[0] += 10.0
+    assert short.report(10, metrics).endswith("ETA 0m10s")
+
+
 def _scalars(model_dir, tag):
     values = {}
     for path in glob.glob(os.path.join(str(model_dir), "train", "events.*")):

@@ -65,13 +65,14 @@ def test_mixed_bfloat16_training_curve_follows_float32():
     mixed = precision_lib.with_policy("mixed_bfloat16", lambda: Genesis(image_size=32, num_slots=3))
     mixed.build_for_images()
     mixed.set_weights(reference.get_weights())
-    f32 = _loss_curve(reference, images, 15)
-    bf16 = _loss_curve(mixed, images, 15)
+    # 10 steps: bfloat16 kernels are emulated (slow) on CPUs without AVX512-BF16.
+    f32 = _loss_curve(reference, images, 10)
+    bf16 = _loss_curve(mixed, images, 10)
     print("float32", f32.round(1), "\nmixed_bfloat16", bf16.round(1))
     assert np.all(np.isfinite(bf16))
     # Both learn the batch ...
-    assert f32[-5:].mean() < 0.9 * f32[:5].mean()
-    assert bf16[-5:].mean() < 0.9 * bf16[:5].mean()
+    assert f32[-3:].mean() < 0.9 * f32[:3].mean()
+    assert bf16[-3:].mean() < 0.9 * bf16[:3].mean()
     # ... and step by step bfloat16 stays within a few percent of float32.
     np.testing.assert_allclose(bf16, f32, rtol=0.03)
 

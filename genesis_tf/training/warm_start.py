@@ -1,0 +1,167 @@
+"""Trained weights in one small file, and training that starts from them.
+
+A weights file (.npz) holds every model variable but the random generators' states
+(float16 by default: half the size, enough for a starting point), the model's description
+(model.json), the training step and GECO's state, keyed by variable path below the model.
+The demo starts from one (genesis_tf.demo --weights).
+
+    python -m genesis_tf.training.warm_start --model_dir=RUN --output=weights.npz
+        writes the file from the run's latest checkpoint (or --checkpoint=PATH);
+    train.warm_start = 'weights.npz'   (gin)
+        starts a run whose model_dir has no checkpoint yet from the file: its weights,
+        step and GECO state; the optimizer starts afresh. A run with a checkpoint resumes
+        from the checkpoint as always.
+"""
+import json
+import os
+import sys
+
+import numpy as np
+
+DESCRIPTION_KEY = "__model_json__"
+STATE_KEYS = {"step": "__step__", "beta": "__geco_beta__", "err_ema": "__geco_err_ema__"}
+
+
+def weights_of(model):
+    """{key: variable} for the model's variables, keyed by their path below the model
+    ('mask_encoder/.../kernel'): the model's own Keras name ('genesis_1') depends on how
+    many were built before in the process. Keras's random-generator states are left out:
+    their paths are numbered per process and they hold nothing learned."""
+    weights = {}
+    for variable in model.variables:
+        if variable.path.endswith("seed_generator_state"):
+            continue
+        key = variable.path.split("/", 1)[1] if "/" in variable.path else variable.path
+        if key in weights:
+            raise ValueError(f"two variables share the path {key}")
+        weights[key] = variable
+    return weights
+
+
+def _without_name(description):
+    """The description without the Keras name, which is not part of the model."""
+    return {**description, "config": {k: v for k, v in description.get("config", {}).items()
+                                      if k != "name"}}
+
+
+class WarmStartError(ValueError):
+    """The weights file is missing, unreadable or holds another model."""
+
+
+def save(model, path, step=0, beta=1.0, err_ema=0.0, dtype=np.float16):
+    """Writes `model`'s variables (floats as `dtype`) with its description and the training
+    state to `path` (.npz, compressed); returns the path."""
+    from genesis_tf.training import checkpoints
+
+    arrays = {}
+    for key, variable in weights_of(model).items():
+        value = variable.numpy()
+        arrays[key] = value.astype(dtype) if value.dtype.kind == "f" else value
+    arrays[DESCRIPTION_KEY] = np.array(json.dumps(checkpoints.describe(model), sort_keys=True))
+    arrays[STATE_KEYS["step"]] = np.int64(step)
+    arrays[STATE_KEYS["beta"]] = np.float32(beta)
+    arrays[STATE_KEYS["err_ema"]] = np.float32(err_ema)
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    partial = path + ".partial.npz"
+    np.savez_compressed(partial, **arrays)
+    os.replace(partial, path)
+    return path
+
+
+def read(path, what="train.warm_start"):
+    """(arrays by variable path, description dict, {'step', 'beta', 'err_ema'}); `what`
+    names the setting that gave the path in error messages."""
+    if not os.path.isfile(path):
+        raise WarmStartError(f"{what}: {path} does not exist (write one with "
+                             "python -m genesis_tf.training.warm_start --model_dir=RUN "
+                             "--output=FILE)")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            arrays = {key: data[key] for key in data.files}
+        description = json.loads(str(arrays.pop(DESCRIPTION_KEY)))
+        state = {name: arrays.pop(key).item() for name, key in STATE_KEYS.items()}
+    except (OSError, ValueError, KeyError) as error:
+        raise WarmStartError(f"{what}: {path} is not a genesis_tf weights file "
+                             f"({str(error).splitlines()[0]})") from None
+    return arrays, description, state
+
+
+def load_into(model, path, what="train.warm_start"):
+    """Assigns the file's weights to `model` after checking it is the same model; returns
+    the training state {'step', 'beta', 'err_ema'}."""
+    from genesis_tf.training import checkpoints
+
+    arrays, description, state = read(path, what)
+    configured = checkpoints.describe(model)
+    if _without_name(description) != _without_name(configured):
+        raise WarmStartError(
+            f"{what}: {path} holds a {description.get('class_name')} with "
+            f"{_difference(description, configured)}; the gin configuration builds another "
+            "model. Use the configuration the weights were trained with.")
+    weights = weights_of(model)
+    missing = [key for key in weights if key not in arrays]
+    if missing:
+        raise WarmStartError(f"{what}: {path} lacks {len(missing)} variables "
+                             f"(first: {missing[0]})")
+    for key, variable in weights.items():
+        value = arrays[key]
+        if tuple(value.shape) != tuple(variable.shape):
+            raise WarmStartError(f"{what}: {key} has shape "
+                                 f"{value.shape} in {path}, the model {variable.shape}")
+        variable.assign(value.astype(variable.dtype))
+    return state
+
+
+def _difference(saved, configured):
+    """The constructor arguments that differ, as 'name=saved (configured: ...)'."""
+    a, b = _without_name(saved)["config"], _without_name(configured)["config"]
+    changed = [f"{k}={a.get(k)!r} (configured: {b.get(k)!r})"
+               for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
+    if saved.get("class_name") != configured.get("class_name"):
+        changed.insert(0, f"class {saved.get('class_name')} (configured: "
+                          f"{configured.get('class_name')})")
+    return ", ".join(changed) or "other settings"
+
+
+def save_from_run(model_dir, output, checkpoint=None):
+    """The weights file of a run's latest checkpoint (or `checkpoint`)."""
+    import tensorflow as tf
+
+    from genesis_tf.training import checkpoints
+
+    path = checkpoint or tf.train.latest_checkpoint(model_dir)
+    model = checkpoints.restore(model_dir, checkpoint=path)
+    reader = tf.train.load_checkpoint(path)
+    state = checkpoints.training_state(path)
+    err_ema = float(reader.get_tensor("geco/err_ema/.ATTRIBUTES/VARIABLE_VALUE"))
+    save(model, output, step=state.get("step", 0), beta=state.get("geco_beta", 1.0),
+         err_ema=err_ema)
+    return output, state.get("step", 0)
+
+
+def main(argv=None):
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        prog="python -m genesis_tf.training.warm_start",
+        description="Write a run's weights (float16), step and GECO state to one .npz file "
+                    "for train.warm_start.")
+    parser.add_argument("--model_dir", required=True)
+    parser.add_argument("--output", required=True)
+    parser.add_argument("--checkpoint", default=None)
+    args = parser.parse_args(argv)
+    from genesis_tf import cli
+
+    cli.quiet_logging(False)
+    try:
+        output, step = save_from_run(args.model_dir, args.output, args.checkpoint)
+    except (FileNotFoundError, ValueError, RuntimeError) as error:
+        print(f"error: {cli.one_line(error)}", file=sys.stderr)
+        return 2
+    print(f"Wrote {output} ({os.path.getsize(output) / 1e6:.1f} MB, step {step}).")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,93 @@
+"""python -m genesis_tf.evaluate on a tiny trained run, in fresh processes."""
+import json
+import os
+import pathlib
+import sys
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests" / "training"))
+sys.path.insert(0, str(ROOT / "tests" / "metrics"))
+from test_fid import _standin_graph_def  # noqa: E402
+from training_helpers import BackgroundProcess, parse  # noqa: E402
+
+
+def _evaluate(*args, env=None):
+    full_env = {k: v for k, v in os.environ.items() if k != "GENESIS_TF_INCEPTION"}
+    full_env.update(TF_CPP_MIN_LOG_LEVEL="2", **(env or {}))
+    return BackgroundProcess([sys.executable, "-m", "genesis_tf.evaluate", *args], cwd=ROOT,
+                             env=full_env)
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """A 1-step GENESIS run (32x32, K=3, synthetic scenes) and the evaluations of it."""
+    import gin
+
+    from genesis_tf.metrics import fid
+    from genesis_tf.training import train
+
+    root = tmp_path_factory.mktemp("evaluate")
+    run = root / "run"
+    gin.clear_config()
+    parse(bindings=["train.seed = 1"])
+    train(str(run), num_steps=1)
+    gin.clear_config()
+    inception = root / fid.INCEPTION_FILENAME  # a stand-in in the real file's format
+    inception.write_bytes(_standin_graph_def().SerializeToString())
+    model_dir = f"--model_dir={run}"
+    started = {
+        "seg": _evaluate(model_dir, "--metrics=ari,sc", "--num_images=40"),
+        "fid": _evaluate(model_dir, "--metrics=fid", "--fid_images=24", "--batch_size=12",
+                         "--split=validation", env={"GENESIS_TF_INCEPTION": str(root)}),
+        "no_inception": _evaluate(model_dir, "--metrics=fid"),
+        "probes": _evaluate(model_dir, "--metrics=probes"),
+        "unknown": _evaluate(model_dir, "--metrics=ari,iou"),
+        "no_run": _evaluate(f"--model_dir={root / 'nothing'}"),
+    }
+    return run, {name: process.result() for name, process in started.items()}
+
+
+def test_segmentation_metrics_are_printed_and_written_with_the_step(runs):
+    run, results = runs
+    result = results["seg"]
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads((run / "eval_test_1.json").read_text())
+    assert report["step"] == 1 and report["split"] == "test"
+    assert report["dataset"] == "synthetic" and report["num_slots"] == 3
+    assert set(report["metrics"]) == {"fg_ari", "ari", "sc", "msc"}
+    for value in report["metrics"].values():
+        assert value["count"] == 40 and 0.0 <= value["stderr"] < 0.5
+        assert -1.0 <= value["mean"] <= 1.0
+    for name in ("fg_ari", "ari", "sc", "msc"):
+        mean, stderr = (report["metrics"][name][k] for k in ("mean", "stderr"))
+        assert f"{mean:.4f} ± {stderr:.4f}" in result.stdout
+    assert "(checkpoint step 1)" in result.stdout
+    assert f"Written to {run / 'eval_test_1.json'}" in result.stdout
+    assert "segmentation: 40/40 images" in result.stderr  # the progress line
+
+
+def test_fid_of_generated_and_reconstructed_images_with_a_stand_in_network(runs):
+    run, results = runs
+    result = results["fid"]
+    assert result.returncode == 0, result.stderr[-3000:]
+    metrics = json.loads((run / "eval_validation_1.json").read_text())["metrics"]
+    assert set(metrics) == {"fid_generated", "fid_reconstructed"}
+    for value in metrics.values():
+        assert value["count"] == 24 and value["reference_count"] == 24
+        assert value["value"] > 0.0
+    assert "FID, generated images: 24/24" in result.stderr
+
+
+@pytest.mark.parametrize("case, message", [
+    ("no_inception", "GENESIS_TF_INCEPTION"),
+    ("probes", "probes need ShapeStacks labels; synthetic has none"),
+    ("unknown", "--metrics=ari,iou: unknown iou; choose from ari, sc, fid, probes"),
+    ("no_run", "does not exist; pass the folder a training run wrote"),
+])
+def test_mistakes_are_one_line_errors(runs, case, message):
+    result = runs[1][case]
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert message in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
