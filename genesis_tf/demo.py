@@ -6,7 +6,8 @@ Writes into --output_dir: the model (checkpoints, TensorBoard logs), decompositi
 (labelled: input | reconstruction | segmentation | m_k·x_k and m_k per slot, each row with
 its foreground ARI) and generation.png (scenes built slot by slot from the prior). Prints
 the foreground ARI and segmentation covering on 256 test images beside the paper's.
-Rerunning resumes training from the checkpoint.
+Rerunning resumes training from the checkpoint. --weights=FILE starts a new run from a
+model trained in the demo's setting (python -m genesis_tf.training.warm_start writes one).
 """
 import os
 import sys

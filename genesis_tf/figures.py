@@ -10,7 +10,9 @@ row label.
 the GENESIS paper's figure 3: after step k the canvas shows Σ_{j≤k} m_j·x_j, so the scene
 appears slot by slot; the last column is the segmentation.
 
-Both have a fixed size in pixels (``figure_size``), so the PNGs are comparable between
+``samples_figure``: a grid of generated scenes.
+
+All have a fixed size in pixels (``figure_size``), so the PNGs are comparable between
 runs. The NumPy grids in genesis_tf.visualise remain for TensorBoard.
 """
 import numpy as np
@@ -121,6 +123,23 @@ def generation_figure(samples, title="GENESIS generation, slot by slot", max_row
     for k in range(slots):
         _header(axes[0, k], "slot 1" if k == 0 else f"+ slot {k + 1}", _slot_colour(k))
     _header(axes[0, slots], "segmentation")
+    return figure
+
+
+def samples_figure(samples, title="Samples from the prior", columns=8):
+    """A labelled grid of generated scenes (their reconstructions), `columns` per row."""
+    images = np.asarray(samples.recon)
+    rows = -(-len(images) // columns)
+    figure, axes = _figure(rows, columns, title)
+    for index, ax in enumerate(axes.flat):
+        if index < len(images):
+            _show(ax, images[index])
+        else:
+            ax.set_axis_off()
+    for i in range(rows):
+        first, last = i * columns + 1, min((i + 1) * columns, len(images))
+        axes[i, 0].set_ylabel(f"samples\n{first}–{last}", fontsize=7, rotation=0,
+                              ha="right", va="center", labelpad=6)
     return figure
 
 

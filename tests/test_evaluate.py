@@ -1,4 +1,5 @@
-"""python -m genesis_tf.evaluate on a tiny trained run, in fresh processes."""
+"""python -m genesis_tf.evaluate and python -m genesis_tf.visualise on a tiny trained run,
+in fresh processes."""
 import json
 import os
 import pathlib
@@ -18,6 +19,11 @@ def _evaluate(*args, env=None):
     full_env.update(TF_CPP_MIN_LOG_LEVEL="2", **(env or {}))
     return BackgroundProcess([sys.executable, "-m", "genesis_tf.evaluate", *args], cwd=ROOT,
                              env=full_env)
+
+
+def _visualise(*args):
+    return BackgroundProcess([sys.executable, "-m", "genesis_tf.visualise", *args], cwd=ROOT,
+                             env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
 
 
 @pytest.fixture(scope="module")
@@ -45,6 +51,10 @@ def runs(tmp_path_factory):
         "probes": _evaluate(model_dir, "--metrics=probes"),
         "unknown": _evaluate(model_dir, "--metrics=ari,iou"),
         "no_run": _evaluate(f"--model_dir={root / 'nothing'}"),
+        "decomposition": _visualise(model_dir, "--what=decomposition", "--num_images=3",
+                                    f"--out={root / 'figures' / 'decomposition.png'}"),
+        "samples": _visualise(model_dir, "--what=samples", "--num_images=5",
+                              f"--out={root / 'figures' / 'samples.png'}"),
     }
     return run, {name: process.result() for name, process in started.items()}
 
@@ -91,3 +101,19 @@ def test_mistakes_are_one_line_errors(runs, case, message):
     assert result.returncode == 2, result.stderr[-2000:]
     assert message in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+def test_visualise_writes_labelled_figures_of_the_run(runs):
+    from PIL import Image
+
+    from genesis_tf import figures
+
+    run, results = runs
+    figure_dir = run.parent / "figures"
+    for what, size in (("decomposition", figures.figure_size(3, 3 + 2 * 3)),
+                       ("samples", figures.figure_size(1, 8))):
+        result = results[what]
+        assert result.returncode == 0, result.stderr[-3000:]
+        path = figure_dir / f"{what}.png"
+        assert f"Wrote {path}" in result.stdout
+        assert Image.open(path).size == size

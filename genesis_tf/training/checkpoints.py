@@ -107,13 +107,14 @@ def run_setting(model_dir, name, default=None):
     if not tf.io.gfile.exists(path):
         return default
     with tf.io.gfile.GFile(path) as f:
-        for line in f:
-            if line.startswith(name + " = "):
-                text = line.split(" = ", 1)[1].strip()
-                try:
-                    return ast.literal_eval(text)
-                except (ValueError, SyntaxError):
-                    return text  # a reference such as @Genesis or %IMAGE_SIZE
+        text = f.read().replace("\\\n", " ")  # gin continues long values with a backslash
+    for line in text.splitlines():
+        if line.startswith(name + " = "):
+            value = line.split(" = ", 1)[1].strip()
+            try:
+                return ast.literal_eval(value)
+            except (ValueError, SyntaxError):
+                return value  # a reference such as @Genesis or %IMAGE_SIZE
     return default
 
 

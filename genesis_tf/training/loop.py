@@ -191,8 +191,8 @@ def train(
         name understood by make_strategy, or a tf.distribute.Strategy.
       geco_goal_per_pixel, geco_step_size_scale, geco_beta_init: GECO's reconstruction
         goal in nats per pixel and channel (the reference's 0.5655), its step size as a
-        multiple of the reference's 1e-5·64²/(H·W), and the initial β (1). Only the demo
-        departs from them (gin_configs/demo.gin).
+        multiple of the reference's 1e-5·64²/(H·W), and the initial β (1). Every shipped
+        experiment keeps the reference's values.
       max_elbo: the run stops as diverged when the negative ELBO exceeds this.
       kl_weights: None (GECO on err, its β on the sum of the KL terms: the GENESIS
         paper's setting) or fixed weights for every KL term of the model, e.g. the MONet

@@ -41,6 +41,28 @@ def test_summaries_figures_and_description_round_trip(name, tmp_path):
     visualise.save_png(decomposition, str(tmp_path / "decomposition.png"))
     assert (tmp_path / "decomposition.png").stat().st_size > 0
 
+    # The labelled figures of genesis_tf.visualise's command render for every model type.
+    from PIL import Image
+
+    from genesis_tf import figures
+
+    drawn = {
+        "decomposition": (figures.decomposition_figure(images.numpy(), out, title=name),
+                          3 + 2 * slots, ["input", "reconstruction", "segmentation",
+                                          f"slot {slots}: m·x", f"mask {slots}", "image 2"]),
+        "generation": (figures.generation_figure(samples, title=name), slots + 1,
+                       ["slot 1", "segmentation", "scene 2"] + (
+                           [f"+ slot {slots}"] if slots > 1 else [])),
+        "samples": (figures.samples_figure(samples, title=name, columns=2), 2,
+                    ["samples\n1–2"]),
+    }
+    for what, (figure, columns, labels) in drawn.items():
+        texts = figures.figure_text(figure)
+        assert name in texts and all(label in texts for label in labels), (what, texts)
+        path = figures.save_figure(figure, str(tmp_path / f"{what}.png"))
+        rows = 1 if what == "samples" else 2
+        assert Image.open(path).size == figures.figure_size(rows, columns)
+
     # What a run records (model.json) rebuilds the same architecture.
     rebuilt = from_description(config_of(model), MODELS).build_for_images()
     assert rebuilt.count_params() == model.count_params()

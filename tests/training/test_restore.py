@@ -127,3 +127,29 @@ def test_build_md_restore_snippet_runs_as_written(fresh_processes):
     assert result.returncode == 0, result.stderr[-3000:]
     assert re.search(r"ARI -?\d\.\d\d, SC \d\.\d\d, mSC \d\.\d\d", result.stdout)
     assert (tmp_path / "decomposition.png").stat().st_size > 1000
+
+
+def test_run_settings_are_read_back_from_the_operative_config(tmp_path):
+    import gin
+
+    from genesis_tf.training import checkpoints
+
+    long_path = "/data/" + "x" * 90  # gin continues it on the next line with a backslash
+
+    @gin.configurable("probe_train")
+    def configured(dataset=None, data_dir=None, model=None):
+        return dataset, data_dir, model
+
+    with gin.unlock_config():
+        gin.parse_config([f"probe_train.data_dir = '{long_path}'",
+                          "probe_train.dataset = 'multi_dsprites/colored'"])
+    configured()
+    (tmp_path / checkpoints.OPERATIVE_CONFIG).write_text(
+        gin.operative_config_str().replace("probe_train.", "train."))
+    gin.clear_config()
+    assert "\\\n" in (tmp_path / checkpoints.OPERATIVE_CONFIG).read_text()
+    assert checkpoints.run_setting(tmp_path, "train.data_dir") == long_path
+    assert checkpoints.run_setting(tmp_path, "train.dataset") == "multi_dsprites/colored"
+    assert checkpoints.run_setting(tmp_path, "train.model") is None  # recorded default
+    assert checkpoints.run_setting(tmp_path, "train.absent", "none") == "none"
+    assert checkpoints.run_setting(tmp_path / "missing", "train.dataset") is None
