@@ -78,15 +78,13 @@ def main(argv):
         return fail(f"--model_dir={FLAGS.model_dir} does not exist; pass the folder a "
                     "training run wrote (python -m genesis_tf.train --model_dir=...)")
     cli.quiet_logging(verbose)
-    import tensorflow as tf
 
     from genesis_tf import data as data_lib
     from genesis_tf.training import CheckpointMismatchError, checkpoints
 
     try:
-        path = FLAGS.checkpoint or tf.train.latest_checkpoint(FLAGS.model_dir)
-        model = checkpoints.restore(FLAGS.model_dir, checkpoint=path)
-        step = checkpoints.training_state(path).get("step", 0)
+        model, path, state = checkpoints.restore_with_state(FLAGS.model_dir, FLAGS.checkpoint)
+        step = state.get("step", 0)
     except (FileNotFoundError, CheckpointMismatchError) as error:
         return fail(error)
     dataset = FLAGS.dataset or checkpoints.run_setting(FLAGS.model_dir, "train.dataset")

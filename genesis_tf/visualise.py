@@ -111,16 +111,14 @@ def main(argv=None):
     if args.num_images < 1:
         parser.error("--num_images must be >= 1")
     cli.quiet_logging(False)
-    import tensorflow as tf
 
     from genesis_tf import data as data_lib
     from genesis_tf import figures
     from genesis_tf.training import CheckpointMismatchError, checkpoints
 
     try:
-        path = args.checkpoint or tf.train.latest_checkpoint(args.model_dir)
-        model = checkpoints.restore(args.model_dir, checkpoint=path)
-        step = checkpoints.training_state(path).get("step", 0)
+        model, _, state = checkpoints.restore_with_state(args.model_dir, args.checkpoint)
+        step = state.get("step", 0)
         name = f"{MODEL_NAMES.get(type(model).__name__, type(model).__name__)} (step {step})"
         if args.what == "decomposition":
             dataset = args.dataset or checkpoints.run_setting(args.model_dir, "train.dataset")

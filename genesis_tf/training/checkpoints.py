@@ -57,17 +57,24 @@ def write_description(model_dir, description):
         f.write("\n")
 
 
+def description_changes(old, new):
+    """[(key, old value, new value)] for every constructor argument (and 'class') that
+    differs between two model descriptions, sorted by key. The Keras name ('genesis_3')
+    differs between processes and is not part of the model, so it is left out."""
+    old = {"class": old["class_name"], **old.get("config", {}), "name": None}
+    new = {"class": new["class_name"], **new.get("config", {}), "name": None}
+    return [(key, old.get(key), new.get(key)) for key in sorted(set(old) | set(new))
+            if old.get(key) != new.get(key)]
+
+
 def check_same_model(model_dir, description):
     """Refuses to resume a run with a model of another class or shape (K, image size,
     latent sizes, ...): one line naming every difference."""
     stored = read_description(model_dir)
     if stored is None:
         return
-    # The Keras name ("genesis_3") differs between processes and is not part of the model.
-    old = {"class": stored["class_name"], **stored["config"], "name": None}
-    new = {"class": description["class_name"], **description["config"], "name": None}
-    changes = [f"{key} {old.get(key)!r} -> {new.get(key)!r}"
-               for key in sorted(set(old) | set(new)) if old.get(key) != new.get(key)]
+    changes = [f"{key} {old!r} -> {new!r}"
+               for key, old, new in description_changes(stored, description)]
     if changes:
         raise CheckpointMismatchError(
             f"--model_dir={model_dir} holds a run of another model ({'; '.join(changes)}). "
@@ -222,14 +229,24 @@ def restore(model_dir, checkpoint=None):
     return model
 
 
+def restore_with_state(model_dir, checkpoint=None):
+    """(model, checkpoint path, training_state of it): restore() for the tools that also
+    report the training step (evaluate, visualise, warm_start)."""
+    path = checkpoint or tf.train.latest_checkpoint(model_dir)
+    model = restore(model_dir, checkpoint=path)  # raises first when there is no checkpoint
+    return model, path, training_state(path)
+
+
 def training_state(path):
-    """{'step': int, 'geco_beta': float} stored in a training checkpoint (a key the
-    checkpoint lacks is left out)."""
+    """{'step': int, 'geco_beta': float, 'geco_err_ema': float} stored in a training
+    checkpoint (a key the checkpoint lacks is left out)."""
     reader = tf.train.load_checkpoint(path)
     keys = reader.get_variable_to_shape_map()
     facts = {}
     for name, key, convert in (("step", "step/.ATTRIBUTES/VARIABLE_VALUE", int),
-                               ("geco_beta", "geco/beta/.ATTRIBUTES/VARIABLE_VALUE", float)):
+                               ("geco_beta", "geco/beta/.ATTRIBUTES/VARIABLE_VALUE", float),
+                               ("geco_err_ema", "geco/err_ema/.ATTRIBUTES/VARIABLE_VALUE",
+                                float)):
         if key in keys:
             facts[name] = convert(reader.get_tensor(key))
     return facts

@@ -38,12 +38,6 @@ def weights_of(model):
     return weights
 
 
-def _without_name(description):
-    """The description without the Keras name, which is not part of the model."""
-    return {**description, "config": {k: v for k, v in description.get("config", {}).items()
-                                      if k != "name"}}
-
-
 class WarmStartError(ValueError):
     """The weights file is missing, unreadable or holds another model."""
 
@@ -93,12 +87,14 @@ def load_into(model, path, what="train.warm_start"):
     from genesis_tf.training import checkpoints
 
     arrays, description, state = read(path, what)
-    configured = checkpoints.describe(model)
-    if _without_name(description) != _without_name(configured):
+    changes = checkpoints.description_changes(description, checkpoints.describe(model))
+    if changes:
+        named = ", ".join(f"{key}={saved!r} (configured: {configured!r})"
+                          for key, saved, configured in changes)
         raise WarmStartError(
-            f"{what}: {path} holds a {description.get('class_name')} with "
-            f"{_difference(description, configured)}; the gin configuration builds another "
-            "model. Use the configuration the weights were trained with.")
+            f"{what}: {path} holds a {description.get('class_name')} with {named}; the gin "
+            "configuration builds another model. Use the configuration the weights were "
+            "trained with.")
     weights = weights_of(model)
     missing = [key for key in weights if key not in arrays]
     if missing:
@@ -113,30 +109,13 @@ def load_into(model, path, what="train.warm_start"):
     return state
 
 
-def _difference(saved, configured):
-    """The constructor arguments that differ, as 'name=saved (configured: ...)'."""
-    a, b = _without_name(saved)["config"], _without_name(configured)["config"]
-    changed = [f"{k}={a.get(k)!r} (configured: {b.get(k)!r})"
-               for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
-    if saved.get("class_name") != configured.get("class_name"):
-        changed.insert(0, f"class {saved.get('class_name')} (configured: "
-                          f"{configured.get('class_name')})")
-    return ", ".join(changed) or "other settings"
-
-
 def save_from_run(model_dir, output, checkpoint=None):
     """The weights file of a run's latest checkpoint (or `checkpoint`)."""
-    import tensorflow as tf
-
     from genesis_tf.training import checkpoints
 
-    path = checkpoint or tf.train.latest_checkpoint(model_dir)
-    model = checkpoints.restore(model_dir, checkpoint=path)
-    reader = tf.train.load_checkpoint(path)
-    state = checkpoints.training_state(path)
-    err_ema = float(reader.get_tensor("geco/err_ema/.ATTRIBUTES/VARIABLE_VALUE"))
+    model, _, state = checkpoints.restore_with_state(model_dir, checkpoint)
     save(model, output, step=state.get("step", 0), beta=state.get("geco_beta", 1.0),
-         err_ema=err_ema)
+         err_ema=state.get("geco_err_ema", 0.0))
     return output, state.get("step", 0)
 
 
