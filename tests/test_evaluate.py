@@ -1,7 +1,6 @@
 """python -m genesis_tf.evaluate and python -m genesis_tf.visualise on a tiny trained run,
 in fresh processes."""
 import json
-import os
 import pathlib
 import sys
 
@@ -11,19 +10,17 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "training"))
 sys.path.insert(0, str(ROOT / "tests" / "metrics"))
 from test_fid import _standin_graph_def  # noqa: E402
-from training_helpers import BackgroundProcess, parse  # noqa: E402
+from training_helpers import parse, start_binary  # noqa: E402
 
 
 def _evaluate(*args, env=None):
-    full_env = {k: v for k, v in os.environ.items() if k != "GENESIS_TF_INCEPTION"}
-    full_env.update(TF_CPP_MIN_LOG_LEVEL="2", **(env or {}))
-    return BackgroundProcess([sys.executable, "-m", "genesis_tf.evaluate", *args], cwd=ROOT,
-                             env=full_env)
+    # Without GENESIS_TF_INCEPTION from the caller's environment unless a test sets it.
+    return start_binary("genesis_tf.evaluate", args,
+                        env={"GENESIS_TF_INCEPTION": None, **(env or {})})
 
 
 def _visualise(*args):
-    return BackgroundProcess([sys.executable, "-m", "genesis_tf.visualise", *args], cwd=ROOT,
-                             env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+    return start_binary("genesis_tf.visualise", args)
 
 
 @pytest.fixture(scope="module")

@@ -1,21 +1,18 @@
 """The demo end to end in a tiny mode, and the figures it draws."""
 import os
-import sys
 
 import gin
 import numpy as np
 import pytest
 from PIL import Image
-from training_helpers import ROOT, BackgroundProcess, run_binary
+from training_helpers import run_binary, start_binary
 
 from genesis_tf import figures, visualise
 from genesis_tf.models import SceneOutput
 
 
 def _demo(*args):
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
-    return BackgroundProcess([sys.executable, "-m", "genesis_tf.demo", *args], cwd=ROOT,
-                             env=env)
+    return start_binary("genesis_tf.demo", args)
 
 
 @pytest.fixture(scope="module")

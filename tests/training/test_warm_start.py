@@ -1,13 +1,12 @@
 """Weights files (genesis_tf.training.warm_start) and runs that start from them."""
 import os
 import shutil
-import sys
 
 import gin
 import numpy as np
 import pytest
 import tensorflow as tf
-from training_helpers import ROOT, TINY, BackgroundProcess, parse
+from training_helpers import TINY, parse, start_binary
 
 from genesis_tf.training import checkpoints, train
 from genesis_tf.training import warm_start as warm_start_lib
@@ -16,11 +15,10 @@ SMOKE = "--gin_file=gin_configs/smoke.gin"
 
 
 def _binary(model_dir, weights, *bindings):
-    args = [sys.executable, "-m", "genesis_tf.train", SMOKE, f"--model_dir={model_dir}"]
+    args = [SMOKE, f"--model_dir={model_dir}"]
     for binding in (*TINY, f"train.warm_start = '{weights}'", *bindings):
         args.append(f"--gin_bindings={binding}")
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
-    return BackgroundProcess(args, cwd=ROOT, env=env)
+    return start_binary("genesis_tf.train", args)
 
 
 @pytest.fixture(scope="module")

@@ -28,11 +28,27 @@ def parse(files=("smoke.gin",), bindings=()):
     config.parse([str(GIN_DIR / f) for f in files], list(TINY) + list(bindings))
 
 
+def _binary_env(env):
+    """The test process's environment, quieter, with `env` applied (None unsets a name)."""
+    full_env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    for name, value in (env or {}).items():
+        if value is None:
+            full_env.pop(name, None)
+        else:
+            full_env[name] = value
+    return full_env
+
+
 def run_binary(module, args, env=None, timeout=300):
     """Runs `python -m module args` and returns the CompletedProcess (text output)."""
-    full_env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", **(env or {}))
     return subprocess.run([sys.executable, "-m", module, *args], capture_output=True,
-                          text=True, env=full_env, timeout=timeout, cwd=ROOT)
+                          text=True, env=_binary_env(env), timeout=timeout, cwd=ROOT)
+
+
+def start_binary(module, args, env=None, timeout=600):
+    """Starts `python -m module args` as a BackgroundProcess (its result() waits)."""
+    return BackgroundProcess([sys.executable, "-m", module, *args], timeout=timeout,
+                             env=_binary_env(env), cwd=ROOT)
 
 
 def selected_tests(request):
