@@ -12,6 +12,9 @@ appears slot by slot; the last column is the segmentation.
 
 ``samples_figure``: a grid of generated scenes.
 
+``traversal_figure``: latent traversals of one slot (MONet's figure 5), one latent
+dimension per row.
+
 All have a fixed size in pixels (``figure_size``), so the PNGs are comparable between
 runs. The NumPy grids in genesis_tf.visualise remain for TensorBoard.
 """
@@ -140,6 +143,25 @@ def samples_figure(samples, title="Samples from the prior", columns=8):
         first, last = i * columns + 1, min((i + 1) * columns, len(images))
         axes[i, 0].set_ylabel(f"samples\n{first}–{last}", fontsize=7, rotation=0,
                               ha="right", va="center", labelpad=6)
+    return figure
+
+
+def traversal_figure(traversal, title="Latent traversal"):
+    """A labelled Figure of a genesis_tf.traversal.Traversal: one row per latent dimension,
+    the input image first, then the decoded scene at each value (offsets in stds)."""
+    rows, values = traversal.scenes.shape[:2]
+    colour = _slot_colour(traversal.slot)
+    figure, axes = _figure(rows, values + 1, title)
+    for i, (group, dim) in enumerate(traversal.rows):
+        _show(axes[i, 0], traversal.image)
+        for j in range(values):
+            _show(axes[i, 1 + j], traversal.scenes[i, j], frame=colour)
+        axes[i, 0].set_ylabel(f"{group}\ndim {dim}\nstd {traversal.stds[i]:.2g}",
+                              fontsize=7, rotation=0, ha="right", va="center", labelpad=6)
+    _header(axes[0, 0], "input")
+    for j, offset in enumerate(traversal.offsets):
+        _header(axes[0, 1 + j], "mean" if abs(offset) < 1e-9 else f"{offset:+.2g} std",
+                colour)
     return figure
 
 

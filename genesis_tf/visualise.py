@@ -77,7 +77,7 @@ def save_png(image, path, scale=2):
 
 MODEL_NAMES = {"Genesis": "GENESIS", "GenesisS": "GENESIS-S", "MONet": "MONet",
                "BDVAE": "BD-VAE", "DCVAE": "DC-VAE"}
-FIGURES = ("decomposition", "generation", "samples")
+FIGURES = ("decomposition", "generation", "samples", "traversal")
 
 
 def main(argv=None):
@@ -86,11 +86,12 @@ def main(argv=None):
     Labelled figures of a trained run (any model type): decomposition (GENESIS Fig. 4,
     MONet Fig. 3: input, reconstruction, segmentation, each slot's m·x and mask, per-image
     foreground ARI when the dataset has instance masks), generation (GENESIS Fig. 3:
-    scenes from the prior built slot by slot) or samples (a grid of generated scenes).
+    scenes from the prior built slot by slot), samples (a grid of generated scenes) or
+    traversal (MONet Fig. 5: one slot of the first test image, its most active latent
+    dimensions varied one per row around the posterior mean).
     Exit codes: 0 written, 2 no run or checkpoint, a dataset not prepared.
     """
     import argparse
-    import os
     import sys
 
     from genesis_tf import cli
@@ -102,6 +103,11 @@ def main(argv=None):
     parser.add_argument("--out", required=True, help="PNG file to write")
     parser.add_argument("--num_images", type=int, default=8)
     parser.add_argument("--num_slots", type=int, default=None, help="K (default: as trained)")
+    parser.add_argument("--slot", type=int, default=None,
+                        help="traversal: slot to vary, 1..K (default: the largest after "
+                        "the background)")
+    parser.add_argument("--dims", type=int, default=3,
+                        help="traversal: dimensions per latent group")
     parser.add_argument("--split", default="test")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--checkpoint", default=None)
@@ -110,6 +116,10 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.num_images < 1:
         parser.error("--num_images must be >= 1")
+    if args.dims < 1:
+        parser.error("--dims must be >= 1")
+    if args.slot is not None and args.slot < 1:
+        parser.error("--slot counts from 1")
     cli.quiet_logging(False)
 
     from genesis_tf import data as data_lib
@@ -120,7 +130,7 @@ def main(argv=None):
         model, _, state = checkpoints.restore_with_state(args.model_dir, args.checkpoint)
         step = state.get("step", 0)
         name = f"{MODEL_NAMES.get(type(model).__name__, type(model).__name__)} (step {step})"
-        if args.what == "decomposition":
+        if args.what in ("decomposition", "traversal"):
             dataset = args.dataset or checkpoints.run_setting(args.model_dir, "train.dataset")
             data_dir = args.data_dir or checkpoints.run_setting(args.model_dir,
                                                                 "train.data_dir")
@@ -131,6 +141,20 @@ def main(argv=None):
             batch = next(iter(data_lib.eval_dataset(dataset, model.image_size,
                                                     args.num_images, split=args.split,
                                                     data_dir=data_dir)))
+            if args.what == "traversal":
+                from genesis_tf import traversal
+
+                if args.slot is not None and args.slot > model.num_slots:
+                    print(f"error: --slot={args.slot}: the model has {model.num_slots} "
+                          f"slot(s), numbered 1..{model.num_slots}", file=sys.stderr)
+                    return 2
+                result = traversal.traverse(
+                    model, batch["image"].numpy(), dims_per_group=args.dims,
+                    slot=None if args.slot is None else args.slot - 1)
+                figure = figures.traversal_figure(
+                    result, title=f"{name}: traversing slot {result.slot + 1} of a "
+                    f"{dataset} {args.split} image")
+                return _write(figure, args.out)
             out = model(batch["image"], training=False, num_slots=args.num_slots,
                         seed=args.seed)
             aris = None
@@ -155,8 +179,16 @@ def main(argv=None):
             data_lib.UnknownDatasetError) as error:
         print(f"error: {cli.one_line(error)}", file=sys.stderr)
         return 2
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    print(f"Wrote {figures.save_figure(figure, args.out)}")
+    return _write(figure, args.out)
+
+
+def _write(figure, path):
+    import os
+
+    from genesis_tf import figures
+
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    print(f"Wrote {figures.save_figure(figure, path)}")
     return 0
 
 

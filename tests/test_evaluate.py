@@ -2,6 +2,7 @@
 in fresh processes."""
 import json
 import pathlib
+import shutil
 import sys
 
 import pytest
@@ -19,8 +20,25 @@ def _evaluate(*args, env=None):
                         env={"GENESIS_TF_INCEPTION": None, **(env or {})})
 
 
-def _visualise(*args):
-    return start_binary("genesis_tf.visualise", args)
+def _visualise(*args, env=None):
+    return start_binary("genesis_tf.visualise", args, env=env)
+
+
+def _prepare_shapestacks(root):
+    import tensorflow_datasets as tfds
+
+    from tfds_builders.shapestacks import shapestacks_dataset_builder as shapestacks
+
+    manual = root / "shapestacks_manual"
+    manual.mkdir()
+    for archive in (ROOT / "tfds_builders" / "shapestacks" / "dummy_data").glob("*.tar.gz"):
+        shutil.copyfile(archive, manual / archive.name)
+    data_dir = root / "shapestacks_data"
+    shapestacks.Builder(data_dir=str(data_dir)).download_and_prepare(
+        download_dir=str(root / "downloads"),
+        download_config=tfds.download.DownloadConfig(
+            manual_dir=str(manual), compute_stats=tfds.download.ComputeStatsMode.SKIP))
+    return data_dir
 
 
 @pytest.fixture(scope="module")
@@ -39,6 +57,11 @@ def runs(tmp_path_factory):
     gin.clear_config()
     inception = root / fid.INCEPTION_FILENAME  # a stand-in in the real file's format
     inception.write_bytes(_standin_graph_def().SerializeToString())
+    # ShapeStacks from the builder's dummy archives (4 train, 2 test images with labels),
+    # evaluated by a copy of the run (its own eval_test_1.json).
+    shapestacks_data = _prepare_shapestacks(root)
+    shapestacks_run = root / "run_shapestacks"
+    shutil.copytree(run, shapestacks_run)
     model_dir = f"--model_dir={run}"
     started = {
         "seg": _evaluate(model_dir, "--metrics=ari,sc", "--num_images=40"),
@@ -52,6 +75,16 @@ def runs(tmp_path_factory):
                                     f"--out={root / 'figures' / 'decomposition.png'}"),
         "samples": _visualise(model_dir, "--what=samples", "--num_images=5",
                               f"--out={root / 'figures' / 'samples.png'}"),
+        "traversal": _visualise(model_dir, "--what=traversal", "--num_images=4",
+                                "--dims=2", f"--out={root / 'figures' / 'traversal.png'}"),
+        # A user's environment: TensorFlow's C++ log level as the command sets it.
+        "no_slot": _visualise(model_dir, "--what=traversal", "--slot=4",
+                              f"--out={root / 'figures' / 'nothing.png'}",
+                              env={"TF_CPP_MIN_LOG_LEVEL": None}),
+        "shapestacks": _evaluate(f"--model_dir={shapestacks_run}", "--dataset=shapestacks",
+                                 f"--data_dir={shapestacks_data}",
+                                 "--metrics=ari,sc,probes", "--probe_train_images=4",
+                                 "--probe_epochs=2"),
     }
     return run, {name: process.result() for name, process in started.items()}
 
@@ -92,6 +125,7 @@ def test_fid_of_generated_and_reconstructed_images_with_a_stand_in_network(runs)
     ("probes", "probes need ShapeStacks labels; synthetic has none"),
     ("unknown", "--metrics=ari,iou: unknown iou; choose from ari, sc, fid, probes"),
     ("no_run", "does not exist; pass the folder a training run wrote"),
+    ("no_slot", "--slot=4: the model has 3 slot(s), numbered 1..3"),
 ])
 def test_mistakes_are_one_line_errors(runs, case, message):
     result = runs[1][case]
@@ -108,9 +142,26 @@ def test_visualise_writes_labelled_figures_of_the_run(runs):
     run, results = runs
     figure_dir = run.parent / "figures"
     for what, size in (("decomposition", figures.figure_size(3, 3 + 2 * 3)),
-                       ("samples", figures.figure_size(1, 8))):
+                       ("samples", figures.figure_size(1, 8)),
+                       # two dimensions of each of GENESIS's two groups; input + 7 values
+                       ("traversal", figures.figure_size(4, 8))):
         result = results[what]
         assert result.returncode == 0, result.stderr[-3000:]
         path = figure_dir / f"{what}.png"
         assert f"Wrote {path}" in result.stdout
         assert Image.open(path).size == size
+
+
+def test_shapestacks_probes_and_segmentation_from_the_builders_data(runs):
+    run, results = runs
+    result = results["shapestacks"]
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads((run.parent / "run_shapestacks" / "eval_test_1.json").read_text())
+    assert report["dataset"] == "shapestacks"
+    metrics = report["metrics"]
+    assert set(metrics) == {"fg_ari", "ari", "sc", "msc", "probe_stability",
+                            "probe_height", "probe_view"}
+    for task in ("stability", "height", "view"):
+        value = metrics[f"probe_{task}"]
+        assert value["count"] == 2 and 0.0 <= value["accuracy"] <= 1.0
+    assert "probe features, train: 4/4 images" in result.stderr

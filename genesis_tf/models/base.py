@@ -17,6 +17,14 @@ the expected shape in the message). It provides:
     ``train/kl_l``, the reference's names).
 ``sample(batch_size=8, seed=None, num_slots=None)`` -> ``SceneOutput`` of generated scenes.
 ``features(images, num_slots=None)`` -> ``[B, F]`` representation for downstream probes.
+``latents(out)`` -> ``{group: [B, K, D]}``: the latents of a SceneOutput by group name
+    (GENESIS: "mask" and "component"; GENESIS-S: "slot"; MONet: "component"; the VAEs:
+    "z" with K = 1), posterior means where the output has them.
+``latent_sizes()`` -> ``{group: D}``, the groups ``latents`` returns and their sizes.
+``decode(latents)`` -> ``SceneOutput`` (recon, log_masks, components) of such a dict, in
+    inference mode: ``decode(latents(model(x, deterministic=True)))`` reconstructs x as
+    the forward pass did (MONet: with the masks its component VAE decodes, m̃_k). Latent
+    traversals edit one entry and decode.
 ``build_for_images()`` -> self, with every variable created.
 ``get_config()`` / ``from_config(config)``: the constructor arguments; a round trip
     gives the same architecture (restoring a run rebuilds its model this way).
@@ -96,6 +104,15 @@ class SceneModel(tracking.Model):
         raise NotImplementedError
 
     def features(self, images, num_slots=None):
+        raise NotImplementedError
+
+    def latents(self, out):
+        raise NotImplementedError
+
+    def latent_sizes(self):
+        raise NotImplementedError
+
+    def decode(self, latents):
         raise NotImplementedError
 
     def get_config(self):

@@ -74,6 +74,8 @@ class _SequentialSlotModel(SceneModel):
     """What GENESIS and GENESIS-S share: sequential mask inference, the mask decoder and
     the autoregressive mask prior. Subclasses supply the component part."""
 
+    MASK_GROUP = "mask"  # the name of z^m in latents()
+
     def __init__(self, image_size=64, num_slots=7, mask_latent_size=64, pixel_std=0.7,
                  feature_size=256, inference_lstm_units=128, prior_lstm_units=256,
                  **kwargs):
@@ -160,6 +162,28 @@ class _SequentialSlotModel(SceneModel):
         return tf.concat([tf.reshape(m, [batch, m.shape[1:].num_elements() or -1])
                           for m in means], axis=1)
 
+    def latents(self, out):
+        """{'mask': [B, K, Dm], ...}: posterior means where ``out`` has them, else samples."""
+        return {self.MASK_GROUP: _mean_or_sample(out.mask_mean, out.z_mask),
+                **self._component_latents(out)}
+
+    def latent_sizes(self):
+        return {self.MASK_GROUP: self.mask_latent_size, **self._component_latent_sizes()}
+
+    def decode(self, latents):
+        """Scenes from latents (as ``latents`` returns them), in inference mode."""
+        latents = _check_groups(self, latents)
+        z_mask = latents[self.MASK_GROUP]
+        mask_logits, log_masks = self._decode_masks(z_mask, training=False)
+        parts = self._decode_component_latents(latents, z_mask)
+        return SceneOutput(
+            recon=tf.reduce_sum(tf.exp(log_masks) * parts["components"], axis=1),
+            log_masks=log_masks,
+            z_mask=z_mask,
+            mask_logits=mask_logits,
+            **parts,
+        )
+
     def get_config(self):
         return {
             **super().get_config(),
@@ -182,6 +206,18 @@ class _SequentialSlotModel(SceneModel):
 
     def _component_kl(self, out):
         """-> {'kl/<name>': [B]} of the component latents ({} when there are none)."""
+        raise NotImplementedError
+
+    def _component_latents(self, out):
+        """-> {group: [B, K, D]} of the component latents in ``out`` ({} when none)."""
+        raise NotImplementedError
+
+    def _component_latent_sizes(self):
+        """-> {group: D} of the component latents ({} when none)."""
+        raise NotImplementedError
+
+    def _decode_component_latents(self, latents, z_mask):
+        """-> dict of SceneOutput fields ('components', ...) decoded from ``latents``."""
         raise NotImplementedError
 
     # -- pieces ---------------------------------------------------------------------------
@@ -295,6 +331,20 @@ class Genesis(_SequentialSlotModel):
             "z_comp": self._per_slot(z_comp, batch, num_slots),
         }
 
+    def _component_latents(self, out):
+        return {"component": _mean_or_sample(out.comp_mean, out.z_comp)}
+
+    def _component_latent_sizes(self):
+        return {"component": self.comp_latent_size}
+
+    def _decode_component_latents(self, latents, z_mask):
+        z_comp = latents["component"]
+        batch, num_slots = tf.shape(z_comp)[0], z_comp.shape[1]
+        flat = tf.reshape(z_comp, [-1, self.comp_latent_size])
+        return {"components": self._per_slot(self.component_vae.decode(flat), batch,
+                                             num_slots),
+                "z_comp": z_comp}
+
     def _component_kl(self, out):
         posterior = dists.diagonal_gaussian(out.comp_mean, out.comp_scale)
         prior = dists.diagonal_gaussian(out.comp_prior_mean, out.comp_prior_scale)
@@ -309,7 +359,10 @@ class GenesisS(_SequentialSlotModel):
     """GENESIS-S: one latent per slot decoded into both its mask logits and its component.
 
     Its loss terms are {'err', 'kl/m'}; z_comp and the comp_* fields of its output are None.
+    Its one latent group is called 'slot' in latents().
     """
+
+    MASK_GROUP = "slot"
 
     def __init__(self, image_size=64, num_slots=7, latent_size=64, pixel_std=0.7, **kwargs):
         super().__init__(image_size=image_size, num_slots=num_slots,
@@ -331,12 +384,40 @@ class GenesisS(_SequentialSlotModel):
     def _component_kl(self, out):
         return {}
 
+    def _component_latents(self, out):
+        return {}
+
+    def _component_latent_sizes(self):
+        return {}
+
+    def _decode_component_latents(self, latents, z_mask):
+        return self._decode_components(z_mask)
+
     def get_config(self):
         return {**super().get_config(), "latent_size": self.mask_latent_size}
 
 
 def _f32(t):
     return ops.cast(t, "float32")
+
+
+def _mean_or_sample(mean, sample):
+    return sample if mean is None else mean
+
+
+def _check_groups(model, latents):
+    """The latents dict of ``decode`` as float32 tensors, with exactly the model's groups."""
+    expected = sorted(model.latent_sizes())
+    if not isinstance(latents, dict) or sorted(latents) != expected:
+        got = sorted(latents) if isinstance(latents, dict) else type(latents).__name__
+        raise ValueError(f"{type(model).__name__}.decode needs latents {expected} (as "
+                         f"latents(out) returns them), got {got}")
+    latents = {name: tf.cast(value, tf.float32) for name, value in latents.items()}
+    for name, size in model.latent_sizes().items():
+        shape = latents[name].shape
+        if shape.rank != 3 or shape[-1] != size:
+            raise ValueError(f"latents[{name!r}] must be [B, K, {size}], got {shape}")
+    return latents
 
 
 def _check_slots(num_slots):

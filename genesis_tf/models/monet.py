@@ -43,7 +43,13 @@ from genesis_tf.layers.broadcast_decoder import BroadcastDecoder
 from genesis_tf.layers.component_vae import ComponentEncoder
 from genesis_tf.layers.unet import AttentionUNet, num_blocks
 from genesis_tf.models.base import SceneModel
-from genesis_tf.models.genesis import _check_slots, _f32, _RandomNormal
+from genesis_tf.models.genesis import (
+    _check_groups,
+    _check_slots,
+    _f32,
+    _mean_or_sample,
+    _RandomNormal,
+)
 from genesis_tf.models.output import SceneOutput
 
 tfd = tfp.distributions
@@ -174,6 +180,32 @@ class MONet(SceneModel):
         out = self(images, training=False, num_slots=num_slots, deterministic=True)
         mean = out.comp_mean  # [B, K, D]
         return tf.reshape(mean, [tf.shape(mean)[0], mean.shape[1] * mean.shape[2]])
+
+    def latents(self, out):
+        """{'component': [B, K, D]}: posterior means where ``out`` has them, else samples."""
+        return {"component": _mean_or_sample(out.comp_mean, out.z_comp)}
+
+    def latent_sizes(self):
+        return {"component": self.latent_size}
+
+    def decode(self, latents):
+        """Scenes from component latents: the decoded components, and the decoded masks
+        m̃_k = softmax over k (MONet has no mask latent; its attention masks need the
+        image)."""
+        z = _check_groups(self, latents)["component"]  # [B, K, D]
+        batch, num_slots = tf.shape(z)[0], z.shape[1]
+        components, decoded_logits = self.component_vae.decode(
+            tf.reshape(z, [-1, self.latent_size]))
+        components = _per_slot(components, batch, num_slots)
+        decoded_logits = _per_slot(decoded_logits, batch, num_slots)
+        log_masks = tf.nn.log_softmax(decoded_logits, axis=1)
+        return SceneOutput(
+            recon=tf.reduce_sum(tf.exp(log_masks) * components, axis=1),
+            log_masks=log_masks,
+            components=components,
+            z_comp=z,
+            decoded_mask_logits=decoded_logits,
+        )
 
     def get_config(self):
         return {

@@ -58,7 +58,7 @@ from genesis_tf.layers.mask_vae import (
     positive_scale,
 )
 from genesis_tf.models.base import SceneModel
-from genesis_tf.models.genesis import _f32, _RandomNormal
+from genesis_tf.models.genesis import _check_groups, _f32, _mean_or_sample, _RandomNormal
 from genesis_tf.models.output import SceneOutput
 
 tfd = tfp.distributions
@@ -171,6 +171,21 @@ class _SingleLatentVAE(SceneModel):
         self._check_slots(num_slots)
         mean, _ = self._encode(self.prepare_images(images))
         return mean
+
+    def latents(self, out):
+        """{'z': [B, 1, D]}: the posterior mean where ``out`` has it, else the sample."""
+        return {"z": _mean_or_sample(out.comp_mean, out.z_comp)}
+
+    def latent_sizes(self):
+        return {"z": self.latent_size}
+
+    def decode(self, latents):
+        """Images from latents {'z': [B, 1, D]}; a one-slot SceneOutput."""
+        z = _check_groups(self, latents)["z"]
+        if z.shape[1] != 1:
+            raise ValueError(f"{type(self).__name__} has one latent per image: latents['z'] "
+                             f"must be [B, 1, {self.latent_size}], got {z.shape}")
+        return self._scene(self._decode(z[:, 0]), z=z[:, 0])
 
     def get_config(self):
         return {**super().get_config(), "latent_size": self.latent_size,

@@ -88,3 +88,78 @@ def test_export_takes_the_model(name, tmp_path):
                                               seed=tf.constant(3, tf.int64))
     np.testing.assert_allclose(generated["images"].numpy(),
                                model.sample(2, seed=3).recon.numpy(), atol=1e-5)
+
+
+@pytest.mark.parametrize("name", sorted(TINY))
+def test_decode_of_the_latents_redraws_the_scene_and_traversals_render(name, tmp_path):
+    from PIL import Image
+
+    from genesis_tf import figures, traversal
+
+    model = MODELS[name](image_size=SIZE, **TINY[name]).build_for_images()
+    # Images of different brightness, so that even untrained encoders spread their means.
+    images = tf.random.stateless_uniform([3, SIZE, SIZE, 3], seed=[8, 8]).numpy() * \
+        np.array([0.1, 0.5, 1.0], np.float32)[:, None, None, None]
+    out = model(images, training=False, deterministic=True)
+    latents = model.latents(out)
+    assert {group: z.shape[-1] for group, z in latents.items()} == model.latent_sizes()
+    decoded = model.decode(latents)
+    np.testing.assert_allclose(decoded.components.numpy(), out.components.numpy(),
+                               atol=1e-5)
+    if name == "MONet":  # no mask latent: the masks its component VAE decodes
+        np.testing.assert_allclose(
+            decoded.log_masks.numpy(),
+            tf.nn.log_softmax(out.decoded_mask_logits, axis=1).numpy(), atol=1e-5)
+    else:
+        np.testing.assert_allclose(decoded.recon.numpy(), out.recon.numpy(), atol=1e-5)
+        np.testing.assert_allclose(decoded.log_masks.numpy(), out.log_masks.numpy(),
+                                   atol=1e-5)
+    # Generated scenes have latents too (the prior's samples), decoded the same way.
+    samples = model.sample(2, seed=1)
+    np.testing.assert_allclose(model.decode(model.latents(samples)).recon.numpy(),
+                               samples.recon.numpy(), atol=1e-5)
+    with pytest.raises(ValueError, match="decode needs latents"):
+        model.decode({"nothing": latents[next(iter(latents))]})
+
+    result = traversal.traverse(model, images, dims_per_group=2, num_values=3)
+    groups = list(model.latent_sizes())
+    assert [group for group, _ in result.rows] == [g for g in groups for _ in range(2)]
+    assert result.scenes.shape == (2 * len(groups), 3, SIZE, SIZE, 3)
+    # Each scene is the decoding of the posterior means with one entry moved by
+    # offset·std; the middle value is the posterior mean itself.
+    row = len(result.rows) - 1
+    group, dim = result.rows[row]
+    moved = {g: z.numpy()[:1].repeat(3, 0) for g, z in latents.items()}
+    moved[group][:, result.slot, dim] += result.offsets * result.stds[row]
+    np.testing.assert_allclose(result.scenes[row], model.decode(moved).recon.numpy(),
+                               atol=1e-5)
+    mean_scene = decoded.recon.numpy()[0]
+    np.testing.assert_allclose(result.scenes[:, 1], np.broadcast_to(
+        mean_scene, result.scenes[:, 1].shape), atol=1e-5)
+    assert np.all(result.stds > 0)
+    figure = figures.traversal_figure(result, title=name)
+    texts = figures.figure_text(figure)
+    first = f"{groups[0]}\ndim {result.rows[0][1]}\nstd {result.stds[0]:.2g}"
+    assert {name, "input", "mean", "-2 std", "+2 std", first} <= set(texts), texts
+    path = figures.save_figure(figure, str(tmp_path / "traversal.png"))
+    assert Image.open(path).size == figures.figure_size(2 * len(groups), 4)
+
+
+def test_a_component_traversal_of_genesis_changes_only_its_slot():
+    from genesis_tf import traversal
+
+    model = MODELS["Genesis"](image_size=SIZE, num_slots=3).build_for_images()
+    images = tf.random.stateless_uniform([3, SIZE, SIZE, 3], seed=[9, 9]).numpy()
+    # An untrained encoder spreads its means little: a wide span makes the change visible.
+    result = traversal.traverse(model, images, slot=1, dims_per_group=1, num_values=2,
+                                span=2e3)
+    assert result.slot == 1 and [g for g, _ in result.rows] == ["mask", "component"]
+    # The component row keeps every mask: only slot 2's m·x differs between the values.
+    out = model(images[:1], training=False, deterministic=True)
+    masks = np.exp(out.log_masks.numpy()[0, :, ..., 0])  # [K, H, W]
+    difference = np.abs(result.scenes[1, 0] - result.scenes[1, 1]).max(-1)
+    assert difference.max() > 1e-3
+    assert np.all(difference <= masks[1] + 1e-5)
+    np.testing.assert_allclose(result.slot_masks[1, 0], masks[1], atol=1e-5)
+    with pytest.raises(ValueError, match="slot 4 does not exist"):
+        traversal.traverse(model, images, slot=3)
