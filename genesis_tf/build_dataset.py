@@ -23,7 +23,8 @@ BUILDERS_PACKAGE = "tfds_builders"
 USAGE = (
     "usage: python -m genesis_tf.build_dataset build <dataset> [--config=NAME] "
     "[--data_dir=DIR] [--manual_dir=DIR] [other `tfds build` flags]\n"
-    "datasets: multi_dsprites, gqn_rooms_ring_camera, shapestacks (or tfds_builders/<name>)\n"
+    "datasets: multi_dsprites, gqn_rooms_ring_camera, shapestacks, objects_room, "
+    "clevr_with_masks, dm_multi_dsprites, tetrominoes (or tfds_builders/<name>)\n"
     "Without --config only the default config is built (multi_dsprites: offline_colored, "
     "no download; gqn_rooms_ring_camera: full); run once per config to build others."
 )

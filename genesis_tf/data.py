@@ -1,7 +1,10 @@
 """Input pipelines: TFDS splits -> batched float32 images in [0, 1] at the model's size.
 
 Datasets are named as TFDS names with an optional config, e.g.
-``multi_dsprites/offline_colored``, ``gqn_rooms_ring_camera``, ``shapestacks``, plus
+``multi_dsprites/offline_colored``, ``gqn_rooms_ring_camera``, ``shapestacks``, and
+DeepMind's multi-object-datasets files ``objects_room[/train|/empty_room|/six_objects|
+/identical_color]``, ``clevr_with_masks``, ``dm_multi_dsprites[/colored_on_colored|
+/colored_on_grayscale|/binarized]``, ``tetrominoes``, plus
 ``synthetic``: coloured rectangles on a coloured background generated on the fly (no
 preparation; for tests and smoke runs).
 
@@ -18,11 +21,25 @@ BUILDER_FOLDERS = {
     "multi_dsprites": "multi_dsprites",
     "gqn_rooms_ring_camera": "gqn_rooms_ring_camera",
     "shapestacks": "shapestacks",
+    # DeepMind's multi-object-datasets (gs://multi-object-datasets).
+    "objects_room": "objects_room",
+    "clevr_with_masks": "clevr_with_masks",
+    "dm_multi_dsprites": "dm_multi_dsprites",
+    "tetrominoes": "tetrominoes",
 }
 
 
 # The GENESIS reference centre-crops ShapeStacks' 224×224 renders to 196×196 before resizing.
 CENTRE_CROP = {"shapestacks": 196 / 224}
+# MONet (appendix C) crops CLEVR's 240×320 images to y 29–221, x 64–256 (192×192) before
+# resizing: (offset_y, offset_x, height, width).
+CROP_BOX = {"clevr_with_masks": (29, 64, 192, 192)}
+
+
+def dataset_crop(name):
+    """The crop the input pipeline applies to `name`: a centre fraction, a box or None."""
+    base = _split_name(name)[0]
+    return CROP_BOX.get(base, CENTRE_CROP.get(base))
 
 
 class DatasetNotPreparedError(RuntimeError):
@@ -141,9 +158,20 @@ def centre_crop(images, fraction):
     return tf.image.central_crop(images, fraction)
 
 
+def crop_images(images, crop):
+    """Applies a dataset's crop to [..., H, W, C]: a centre fraction (float), a box
+    (offset_y, offset_x, height, width) or None."""
+    if isinstance(crop, tuple):
+        return tf.image.crop_to_bounding_box(images, *crop)
+    return centre_crop(images, crop)
+
+
 def to_float_images(images, image_size, crop=None):
-    """uint8 or float images [..., H, W, 3] -> float32 [..., S, S, 3] in [0, 1]."""
-    images = centre_crop(images, crop)
+    """uint8 or float images [..., H, W, 3] (or one grey channel) -> float32
+    [..., S, S, 3] in [0, 1]. `crop`: see crop_images."""
+    images = crop_images(images, crop)
+    if images.shape[-1] == 1:  # e.g. dm_multi_dsprites/binarized
+        images = tf.image.grayscale_to_rgb(images)
     if images.dtype == tf.uint8:
         images = tf.cast(images, tf.float32) / 255.0
     else:
@@ -196,6 +224,12 @@ def _tfds_split(name, split, data_dir, shuffle_files, input_context, seed,
         try_autocache=False,
     )
     decoders = {"image": tfds.decode.SkipDecoding()} if encoded_images else None
+    features = b.info.features
+    if "mask" in features:
+        # multi-object-datasets: the stack of K full-size masks is large and unused here
+        # (evaluation reads instance_ids); training needs the image only.
+        keep = ["image"] if encoded_images else [k for k in features if k != "mask"]
+        decoders = tfds.decode.PartialDecoding({k: True for k in keep}, decoders=decoders)
     ds = b.as_dataset(split=split, shuffle_files=shuffle_files, read_config=read_config,
                       decoders=decoders)
     return ds, b.info.features["image"]
@@ -228,7 +262,7 @@ def train_dataset(name, image_size, global_batch_size, split="train", data_dir=N
             ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
         if repeat:
             ds = ds.repeat()
-        crop = CENTRE_CROP.get(_split_name(name)[0])
+        crop = dataset_crop(name)
         ds = ds.skip(skip_examples).map(
             lambda encoded: {"image": to_float_images(
                 image_feature.decode_example(encoded), image_size, crop)},
@@ -250,12 +284,12 @@ def eval_dataset(name, image_size, batch_size, split="test", data_dir=None, max_
         if max_examples:
             ds = ds.take(max_examples)
 
-        crop = CENTRE_CROP.get(_split_name(name)[0])
+        crop = dataset_crop(name)
 
         def convert(ex):
             out = {"image": to_float_images(ex["image"], image_size, crop)}
             if "instance_ids" in ex:
-                ids = centre_crop(tf.cast(ex["instance_ids"], tf.int32), crop)  # [H, W, 1]
+                ids = crop_images(tf.cast(ex["instance_ids"], tf.int32), crop)  # [H, W, 1]
                 ids = tf.image.resize(ids, [image_size, image_size], method="nearest")
                 out["instance_ids"] = ids[..., 0]
             for key in ("num_objects", "stable", "height", "view"):

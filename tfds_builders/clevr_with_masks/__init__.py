@@ -1,0 +1,1 @@
+"""DeepMind's CLEVR (with masks) (multi-object-datasets)."""

@@ -1,0 +1,1 @@
+"""DeepMind's Multi-dSprites files (multi-object-datasets)."""

@@ -1,0 +1,1 @@
+"""DeepMind's Objects Room (multi-object-datasets)."""

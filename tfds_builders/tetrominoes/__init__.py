@@ -1,0 +1,1 @@
+"""DeepMind's Tetrominoes (multi-object-datasets)."""
