@@ -1,12 +1,13 @@
 """Foreground ARI, SC and mSC of every checkpoint of a run: the learning curve.
 
     python benchmarks/learning_curve.py --model_dir=RUN [--follow] [--num_images=256] \
-        [--json=curve.json]
+        [--json=curve.json] [--every=500]
 
 Each checkpoint is restored in turn (train.keep_checkpoints must be large enough to keep
 them) and scored on the first --num_images test images of the run's dataset. --follow
 keeps polling for new checkpoints until --stop_after_step is scored (for a run in
-progress). Prints one line per checkpoint; --json writes all rows.
+progress). --every=N scores only the checkpoints at multiples of N steps. Prints one line
+per checkpoint; --json writes all rows (and a rerun with the same --json skips them).
 """
 import argparse
 import json
@@ -28,6 +29,7 @@ def main():
     parser.add_argument("--follow", action="store_true")
     parser.add_argument("--stop_after_step", type=int, default=None)
     parser.add_argument("--json", default=None)
+    parser.add_argument("--every", type=int, default=None)
     args = parser.parse_args()
 
     dataset = args.dataset or checkpoints.run_setting(args.model_dir, "train.dataset")
@@ -44,7 +46,7 @@ def main():
         paths = list(state.all_model_checkpoint_paths) if state else []
         for path in paths:
             facts = checkpoints.training_state(path)
-            if facts["step"] in done:
+            if facts["step"] in done or (args.every and facts["step"] % args.every):
                 continue
             model = checkpoints.restore(args.model_dir, checkpoint=path)
             started = time.monotonic()

@@ -30,8 +30,13 @@ def quiet_logging(verbose):
     # The CUDA stub's "Could not find cuda drivers" lines are written to the stderr
     # file descriptor before TensorFlow's log level applies: import with it muted.
     with muted_stderr():
-        import tensorflow  # noqa: F401
+        import tensorflow
         import tensorflow_probability  # noqa: F401
+
+        # CUDA's initialisation (and its 'failed call to cuInit' on CPU-only machines)
+        # happens on first device use, also when TensorFlow was imported before this call
+        # (python -m genesis_tf.training.warm_start): do it here, muted.
+        tensorflow.config.list_physical_devices("GPU")
 
 
 @contextlib.contextmanager

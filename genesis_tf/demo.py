@@ -98,8 +98,8 @@ def main(argv):
         f"\nDone after {result.step} steps ({(time.monotonic() - started) / 60:.1f} min).\n"
         + f"  negative ELBO (last batch): {result.metrics.get('elbo', float('nan')):.1f} nats\n"
         + (f"  started from {start['path']} at step {start['step']} (foreground ARI "
-           f"{start['fg_ari']:.2f} there); {result.step - start['step']} steps trained "
-           "here\n" if start else "")
+           f"{start['fg_ari']:.2f} there); {_steps(result.step - start['step'])} "
+           "trained here\n" if start else "")
         + f"  on {count} {split} images: foreground ARI {ari:.2f}, SC {scores['sc']:.2f}, "
         f"mSC {scores['msc']:.2f}\n"
         f"  (the GENESIS paper: foreground ARI {PAPER_ARI} on Multi-dSprites at 64x64 with "
@@ -146,6 +146,10 @@ def _starting_weights(model_dir, dataset, data_dir):
           "images. This run continues its training (--from_scratch starts anew).",
           flush=True)
     return dict(scores, path=path, step=state["step"])
+
+
+def _steps(count):
+    return f"{count} step" if count == 1 else f"{count} steps"
 
 
 def run():

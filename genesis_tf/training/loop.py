@@ -30,7 +30,6 @@ from genesis_tf.geco import GECO, GOAL_PER_PIXEL
 from genesis_tf.models.base import KL_PREFIX, elbo, summary_name
 from genesis_tf.training import checkpoints, summaries
 from genesis_tf.training import precision as precision_lib
-from genesis_tf.training import warm_start as warm_start_lib
 from genesis_tf.training.checkpoints import CheckpointMismatchError
 from genesis_tf.training.optimizers import make_optimizer
 from genesis_tf.training.progress import Progress
@@ -270,6 +269,10 @@ def train(
     if restored:
         checkpoints.restore_into(checkpoint, restored, net, model_dir)
     elif warm_start:
+        # Imported here: `python -m genesis_tf.training.warm_start` must not find its own
+        # module already imported by the package (runpy warns about that).
+        from genesis_tf.training import warm_start as warm_start_lib
+
         warm = warm_start_lib.load_into(net, warm_start)
         step.assign(warm["step"])
         geco.beta.assign(warm["beta"])

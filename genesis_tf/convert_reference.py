@@ -1,0 +1,677 @@
+"""Converts the authors' released PyTorch checkpoints into genesis_tf run directories.
+
+    python -m genesis_tf.convert_reference --checkpoint=model.ckpt-FINAL --model=genesis \\
+        --image_size=64 --num_slots=7 --model_dir=runs/gqn_reference \\
+        [--dataset=gqn_rooms_ring_camera]
+
+The file (applied-ai-lab/genesis's training checkpoints) holds ``model_state_dict``,
+``optimiser_state_dict``, ``beta``, ``err_ema`` and ``iter_idx``. It is read with
+``torch.load(..., weights_only=True)`` (a file from the internet never runs code), which
+needs torch: ``pip install genesis_tf[torch]``. The run directory it writes holds
+model.json, a training checkpoint ckpt-<iter_idx> (model, optimizer, GECO's β and err_ema,
+the step) and an operative_config.gin with the model's settings (and train.dataset when
+--dataset is given), so that evaluate, visualise and export accept it, and training
+continues with
+
+    python -m genesis_tf.train --gin_file=runs/gqn_reference/operative_config.gin \\
+        --model_dir=runs/gqn_reference
+
+Every key of the state dict is mapped to one genesis_tf variable (with the layout rules of
+SPEC.md's porting notes) or explicitly ignored (batch norm's ``num_batches_tracked``, the
+per-slot pixel standard deviation ``std``, which sets the model's pixel_std instead, and
+the coordinate grids ``*.pixel_coords.g_1/g_2`` of older checkpoints); a missing, extra or
+mis-shaped key is an error naming it. Adam's moments (or RMSprop's mean square) are mapped
+with the same layout rules; where that is impossible the optimizer starts afresh, with a
+warning. ``--num_slots`` defaults to the K that ``std`` records.
+
+Exit codes: 0 written, 2 a bad flag, a file that is not such a checkpoint, a checkpoint of
+another model or size, missing torch (one line on stderr says which).
+"""
+import math
+import os
+import re
+import sys
+from collections.abc import Callable
+from typing import NamedTuple
+
+import numpy as np
+
+# --model -> genesis_tf model class name (genesis_tf.models.MODELS).
+MODEL_CLASSES = {"genesis": "Genesis", "genesis_s": "GenesisS", "monet": "MONet",
+                 "dc_vae": "DCVAE", "bd_vae": "BDVAE"}
+SLOT_MODELS = ("genesis", "genesis_s", "monet")
+REQUIRED_ENTRIES = ("model_state_dict", "beta", "err_ema", "iter_idx")
+INSTALL_TORCH = "pip install genesis_tf[torch]"
+DEFAULT_LEARNING_RATE = 1e-4  # the reference's
+
+
+class ConversionError(ValueError):
+    """The file is not a checkpoint of the model asked for; the message names the key."""
+
+
+# -- layout rules ----------------------------------------------------------------------------
+
+class Rule(NamedTuple):
+    """How one genesis_tf variable is made of PyTorch tensors.
+
+    to_keras(*torch arrays) -> the Keras array; torch_shapes(Keras shape) -> the PyTorch
+    shape of each source key; moments(*torch arrays) -> the Keras optimizer slot (the
+    same map for linear layouts; the mean for LSTM's two biases)."""
+
+    name: str
+    to_keras: Callable
+    torch_shapes: Callable
+    moments: Callable = None
+
+    def moment(self, *arrays):
+        return (self.moments or self.to_keras)(*arrays)
+
+
+def _kernel_4d(w):
+    # conv (out, in, kh, kw) -> (kh, kw, in, out); transposed conv (in, out, kh, kw) ->
+    # (kh, kw, out, in): the same axis permutation, no spatial flip.
+    return np.transpose(w, (2, 3, 1, 0))
+
+
+def _shape_4d(s):
+    return [(s[3], s[2], s[0], s[1])]
+
+
+COPY = Rule("copy", lambda a: a, lambda s: [tuple(s)])
+CONV = Rule("conv", _kernel_4d, _shape_4d)
+CONV_TRANSPOSE = Rule("conv_transpose", _kernel_4d, _shape_4d)
+DENSE = Rule("dense", lambda w: np.transpose(w), lambda s: [(s[1], s[0])])
+LSTM_KERNEL = Rule("lstm_kernel", lambda w: np.transpose(w), lambda s: [(s[1], s[0])])
+LSTM_BIAS = Rule("lstm_bias", lambda b_ih, b_hh: b_ih + b_hh, lambda s: [tuple(s)] * 2,
+                 moments=lambda m_ih, m_hh: (m_ih + m_hh) / 2.0)
+
+
+def _square_side(features, channels, key):
+    side = math.isqrt(max(features // max(channels, 1), 0))
+    if side * side * channels != features:
+        raise ConversionError(f"{key}: {features} features are not a square map of "
+                              f"{channels} channels")
+    return side
+
+
+def dense_from_chw(channels):
+    """A linear layer reading a flattened [C, H, W] map (PyTorch) -> a Dense layer reading
+    the flattened [H, W, C] map (Keras): the kernel's rows permuted."""
+
+    def to_keras(w):
+        out, features = w.shape
+        side = _square_side(features, channels, "dense_from_chw")
+        return (w.reshape(out, channels, side, side).transpose(2, 3, 1, 0)
+                .reshape(features, out))
+
+    return Rule("dense_from_chw", to_keras, lambda s: [(s[1], s[0])])
+
+
+def dense_to_chw(channels, bias=False):
+    """A linear layer whose output is viewed as [C, H, W] (PyTorch) -> a Dense layer whose
+    output is reshaped to [H, W, C] (Keras): the kernel's columns and the bias permuted."""
+
+    def to_keras(w):
+        if bias:
+            side = _square_side(w.shape[0], channels, "dense_to_chw")
+            return w.reshape(channels, side, side).transpose(1, 2, 0).reshape(-1)
+        features, inputs = w.shape
+        side = _square_side(features, channels, "dense_to_chw")
+        return (w.reshape(channels, side, side, inputs).transpose(3, 1, 2, 0)
+                .reshape(inputs, features))
+
+    return Rule("dense_to_chw_bias" if bias else "dense_to_chw", to_keras,
+                (lambda s: [tuple(s)]) if bias else (lambda s: [(s[1], s[0])]))
+
+
+class Entry(NamedTuple):
+    """One genesis_tf variable (path below the model) and the PyTorch keys it comes from."""
+
+    path: str
+    keys: tuple
+    rule: Rule
+
+
+# -- the key tables ------------------------------------------------------------------------
+
+BATCH_NORM = (("weight", "gamma"), ("bias", "beta"), ("running_mean", "moving_mean"),
+              ("running_var", "moving_variance"))
+
+
+def _layer(prefix, path, kernel_rule=DENSE, bias=True):
+    entries = [Entry(f"{path}/kernel", (f"{prefix}.weight",), kernel_rule)]
+    if bias:
+        entries.append(Entry(f"{path}/bias", (f"{prefix}.bias",), COPY))
+    return entries
+
+
+def _gated(prefix, path, rule, normalized, ignored):
+    """A gated (transposed) conv: prefix.conv and, normalised, prefix.h_norm / g_norm."""
+    entries = _layer(f"{prefix}.conv", f"{path}/conv", rule)
+    if normalized:
+        for norm in ("h_norm", "g_norm"):
+            for torch_name, keras_name in BATCH_NORM:
+                entries.append(Entry(f"{path}/{norm}/{keras_name}",
+                                     (f"{prefix}.{norm}.{torch_name}",), COPY))
+            ignored.add(f"{prefix}.{norm}.num_batches_tracked")
+    return entries
+
+
+def _lstm(prefix, path):
+    return [Entry(f"{path}/kernel", (f"{prefix}.weight_ih_l0",), LSTM_KERNEL),
+            Entry(f"{path}/recurrent_kernel", (f"{prefix}.weight_hh_l0",), LSTM_KERNEL),
+            Entry(f"{path}/bias", (f"{prefix}.bias_ih_l0", f"{prefix}.bias_hh_l0"),
+                  LSTM_BIAS)]
+
+
+def _broadcast_decoder(prefix, path, ignored, hidden_1x1=False, out=True):
+    """prefix.seq.0 broadcasts (legacy grids), .1/.3/.5/.7 are 3×3 convs, .9 a 1×1."""
+    entries = []
+    for i in range(4):
+        entries += _layer(f"{prefix}.seq.{2 * i + 1}", f"{path}/conv_{i}", CONV)
+    if hidden_1x1:
+        entries += _layer(f"{prefix}.seq.9", f"{path}/hidden_1x1", CONV)
+    elif out:
+        entries += _layer(f"{prefix}.seq.9", f"{path}/out", CONV)
+    ignored.update({f"{prefix}.seq.0.pixel_coords.g_1", f"{prefix}.seq.0.pixel_coords.g_2"})
+    return entries
+
+
+def _mask_vae(prefix, encoder, decoder, normalized, ignored, encoder_head="head",
+              decoder_out="to_logits"):
+    """The gated-conv encoder (q_z_nn.0-5) and decoder (p_x_nn.0-5, p_x_mean)."""
+    entries = []
+    for i in range(5):
+        entries += _gated(f"{prefix}.q_z_nn.{i}", f"{encoder}/gated_conv_{i}", CONV,
+                          normalized, ignored)
+    entries += _gated(f"{prefix}.q_z_nn.5", f"{encoder}/{encoder_head}", CONV, False, ignored)
+    if decoder is not None:
+        entries += _gated(f"{prefix}.p_x_nn.0", f"{decoder}/stem", CONV_TRANSPOSE, False,
+                          ignored)
+        for i in range(5):
+            entries += _gated(f"{prefix}.p_x_nn.{i + 1}", f"{decoder}/gated_deconv_{i}",
+                              CONV_TRANSPOSE, normalized, ignored)
+        entries += _layer(f"{prefix}.p_x_mean", f"{decoder}/{decoder_out}", CONV)
+    return entries
+
+
+def _component_encoder(prefix, shapes):
+    """comp_vae.encoder_module.module: convs .0/.2/.4/.6, flatten, linears .9 and .11."""
+    entries = []
+    for i in range(4):
+        entries += _layer(f"{prefix}.{2 * i}", f"encoder/conv_{i}", CONV)
+    channels = _shape(shapes, "encoder/conv_3/kernel")[-1]
+    entries += _layer(f"{prefix}.9", "encoder/hidden", dense_from_chw(channels))
+    entries += _layer(f"{prefix}.11", "encoder/head")
+    return entries
+
+
+def _shape(shapes, path):
+    if path not in shapes:
+        raise ConversionError(f"the genesis_tf model has no variable {path}")
+    return tuple(shapes[path])
+
+
+def reference_table(model, shapes):
+    """(entries, ignored keys) of the reference's state dict for `model` (a --model name),
+    given the genesis_tf model's variable shapes {path below the model: shape}."""
+    ignored = set()
+    if model in ("genesis", "genesis_s"):
+        ignored.add("std")
+        entries = _mask_vae("att_process.core", "mask_encoder", "mask_decoder", True, ignored)
+        entries += _layer("att_process.core.q_z_mean", "first_mean")
+        entries += _layer("att_process.core.q_z_var.0", "first_scale")
+        entries += _lstm("att_process.lstm", "lstm")
+        entries += _layer("att_process.linear", "head")
+        entries += _lstm("prior_lstm", "mask_prior/lstm/lstm_cell")
+        entries += _layer("prior_linear", "mask_prior/head")
+        if model == "genesis":
+            entries += _component_encoder("comp_vae.encoder_module.module", shapes)
+            entries += _broadcast_decoder("comp_vae.decoder_module", "decoder", ignored)
+            for i, name in enumerate(("hidden_0", "hidden_1", "head")):
+                entries += _layer(f"prior_mlp.{2 * i}", f"component_prior/{name}")
+        else:
+            entries += _broadcast_decoder("decoder", "component_decoder", ignored)
+    elif model == "monet":
+        ignored.add("std")
+        entries = []
+        blocks = sum(1 for p in shapes if re.fullmatch(r"attention/down_\d+/conv/kernel", p))
+        for path in ("down", "up"):
+            for i in range(blocks):
+                prefix = f"att_process.core.{path}.{i}"
+                entries += _layer(f"{prefix}.0", f"attention/{path}_{i}/conv", CONV,
+                                  bias=False)
+                entries += [Entry(f"attention/{path}_{i}/norm/gamma", (f"{prefix}.1.weight",),
+                                  COPY),
+                            Entry(f"attention/{path}_{i}/norm/beta", (f"{prefix}.1.bias",),
+                                  COPY)]
+        channels = _shape(shapes, f"attention/down_{blocks - 1}/conv/kernel")[-1]
+        entries += _layer("att_process.core.mlp.1", "attention/mlp_0", dense_from_chw(channels))
+        entries += _layer("att_process.core.mlp.3", "attention/mlp_1")
+        entries += [Entry("attention/mlp_2/kernel", ("att_process.core.mlp.5.weight",),
+                          dense_to_chw(channels)),
+                    Entry("attention/mlp_2/bias", ("att_process.core.mlp.5.bias",),
+                          dense_to_chw(channels, bias=True))]
+        entries += _layer("att_process.core.final_conv", "attention/final_conv", CONV)
+        entries += _component_encoder("comp_vae.encoder_module.module", shapes)
+        entries += _broadcast_decoder("comp_vae.decoder_module", "decoder", ignored)
+    elif model in ("dc_vae", "bd_vae"):
+        dc = model == "dc_vae"
+        entries = _mask_vae("vae", "encoder", "decoder" if dc else None, False, ignored,
+                            decoder_out="to_rgb")
+        entries += _layer("vae.q_z_mean", "posterior_mean")
+        entries += _layer("vae.q_z_var.0", "posterior_scale")
+        if not dc:
+            entries += _broadcast_decoder("vae.p_x_nn.1", "decoder", ignored, hidden_1x1=True)
+            entries += _layer("vae.p_x_mean", "decoder/out", CONV)
+    else:
+        raise ConversionError(f"unknown model {model!r}; known: {', '.join(MODEL_CLASSES)}")
+    return entries, ignored
+
+
+def _more(items, limit=3):
+    items = sorted(items)
+    text = ", ".join(items[:limit])
+    return text + (f" (and {len(items) - limit} more)" if len(items) > limit else "")
+
+
+def expected_torch_shapes(model, shapes):
+    """{state-dict key: PyTorch shape} that `model` with these variable shapes reads (the
+    ignored keys left out)."""
+    entries, _ = reference_table(model, shapes)
+    expected = {}
+    for entry in entries:
+        for key, shape in zip(entry.keys, entry.rule.torch_shapes(_shape(shapes, entry.path)),
+                              strict=True):
+            expected[key] = tuple(shape)
+    return expected
+
+
+def convert_state_dict(model, state_dict, shapes):
+    """The pure mapping: the reference's state dict (key -> NumPy array) -> {genesis_tf
+    variable path: array in Keras layout} for `model` (a --model name), checked against
+    the genesis_tf model's variable shapes {path: shape}. Every variable gets a value and
+    every key is used or ignored; otherwise ConversionError naming the keys."""
+    entries, ignored = reference_table(model, shapes)
+    unmapped = set(shapes) - {entry.path for entry in entries}
+    if unmapped:  # the table and the model disagree: a bug here, not in the file
+        raise ConversionError(f"no reference key fills {_more(unmapped)}")
+    expected = expected_torch_shapes(model, shapes)
+    missing = [key for key in expected if key not in state_dict]
+    extra = [key for key in state_dict if key not in expected and key not in ignored]
+    name = MODEL_CLASSES[model]
+    if missing or extra:
+        parts = ([f"missing key {_more(missing)}"] if missing else []) + (
+            [f"unexpected key {_more(extra)}"] if extra else [])
+        raise ConversionError(f"the checkpoint is not the reference's {name}: "
+                              + "; ".join(parts) + " (check --model)")
+    for key, shape in expected.items():
+        got = tuple(np.shape(state_dict[key]))
+        if got != shape:
+            raise ConversionError(
+                f"key {key} has shape {got}, the {name} of these flags needs {shape} "
+                "(check --model, --image_size and the model's sizes)")
+    return {entry.path: np.asarray(
+        entry.rule.to_keras(*(np.asarray(state_dict[k], np.float32) for k in entry.keys)),
+        np.float32) for entry in entries}
+
+
+# -- the optimizer ---------------------------------------------------------------------------
+
+BUFFERS = (".running_mean", ".running_var", ".num_batches_tracked")
+
+
+def parameter_order(state_dict, shapes_by_index, count=None):
+    """The state-dict keys of the optimizer's parameter indices: the module's parameters
+    in state-dict order (batch-norm statistics are buffers). Whether ``std`` and the legacy
+    grids are parameters is not recorded, so each choice is tried; the one whose count
+    (`count`, else the largest index with state + 1) and shapes fit the optimizer state
+    wins. None when none fits."""
+    keys = [k for k in state_dict if not k.endswith(BUFFERS)]
+    optional = [k for k in keys if k == "std" or ".pixel_coords." in k]
+    count = count or max(shapes_by_index, default=-1) + 1
+    fitting = []
+    for mask in range(2 ** len(optional)):
+        left_out = {k for i, k in enumerate(optional) if not mask >> i & 1}
+        order = [k for k in keys if k not in left_out]
+        if len(order) < count:
+            continue
+        if all(tuple(np.shape(state_dict[order[i]])) == tuple(shape)
+               for i, shape in shapes_by_index.items()):
+            fitting.append(order)
+    exact = [order for order in fitting if len(order) == count] or fitting
+    return exact[0] if len(exact) == 1 else None
+
+
+def convert_optimizer_state(model, state_dict, optimiser_state, shapes, trainable):
+    """(kind, {path: slots}, step, hyperparameters, problem) of the reference's optimizer
+    state: kind 'torch_adam' (slots (m, v)) or 'torch_rmsprop' (slots (v,)); `problem` is
+    why it cannot be mapped (then slots is None)."""
+    if not isinstance(optimiser_state, dict) or "state" not in optimiser_state:
+        return None, None, None, {}, "the file holds no optimiser_state_dict"
+    state = optimiser_state["state"]
+    groups = optimiser_state.get("param_groups") or [{}]
+    group = groups[0]
+    hyper = {"learning_rate": float(group.get("lr", DEFAULT_LEARNING_RATE))}
+    if "eps" in group:
+        hyper["epsilon"] = float(group["eps"])
+    names = {frozenset(s) - {"step"} for s in state.values()}
+    if not state:
+        return None, None, None, hyper, "the optimizer state is empty"
+    if names == {frozenset({"exp_avg", "exp_avg_sq"})}:
+        kind, slots = "torch_adam", ("exp_avg", "exp_avg_sq")
+        if "betas" in group:
+            hyper["beta_1"], hyper["beta_2"] = (float(b) for b in group["betas"])
+        if group.get("amsgrad") or group.get("weight_decay"):
+            return None, None, None, hyper, "Adam with AMSGrad or weight decay"
+    elif names == {frozenset({"square_avg"})}:
+        kind, slots = "torch_rmsprop", ("square_avg",)
+        if "alpha" in group:
+            hyper["alpha"] = float(group["alpha"])
+        if group.get("centered") or group.get("momentum") or group.get("weight_decay"):
+            return None, None, None, hyper, "RMSprop with centring, momentum or weight decay"
+    else:
+        found = ", ".join(sorted({n for s in names for n in s}))
+        return None, None, None, hyper, f"an optimizer with state {found} (not Adam)"
+    indices = [int(i) for g in groups for i in g.get("params", [])]
+    by_index = {int(i): np.shape(s[slots[0]]) for i, s in state.items()}
+    for i in indices:
+        by_index.setdefault(i, None)
+    order = parameter_order(state_dict, {i: s for i, s in by_index.items() if s is not None},
+                            count=len(indices) or None)
+    if order is None:
+        return kind, None, None, hyper, ("its parameters do not line up with the state "
+                                         "dict's keys")
+    key_index = {key: i for i, key in enumerate(order)}
+    entries, _ = reference_table(model, shapes)
+    converted = {}
+    for entry in entries:
+        if entry.path not in trainable:
+            continue
+        per_slot = []
+        for slot in slots:
+            arrays = []
+            for key in entry.keys:
+                values = state.get(key_index.get(key, -1), {}).get(slot)
+                if values is None:  # never updated: zero moments, as PyTorch starts
+                    values = np.zeros(np.shape(state_dict[key]), np.float32)
+                arrays.append(np.asarray(values, np.float32))
+            per_slot.append(np.asarray(entry.rule.moment(*arrays), np.float32))
+        converted[entry.path] = tuple(per_slot)
+    steps = [float(s["step"]) for s in state.values() if "step" in s]
+    return kind, converted, int(max(steps)) if steps else None, hyper, None
+
+
+# -- reading the file ------------------------------------------------------------------------
+
+def _numpy(value):
+    """Tensors (nested in dicts, lists, tuples) as NumPy arrays; other values unchanged."""
+    if hasattr(value, "detach") and hasattr(value, "numpy"):
+        return value.detach().cpu().numpy()
+    if isinstance(value, dict):
+        return {k: _numpy(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_numpy(v) for v in value)
+    return value
+
+
+def _scalar(value, name):
+    if value is None:
+        return None
+    try:
+        return np.asarray(value).item()
+    except (TypeError, ValueError):
+        raise ConversionError(f"the checkpoint's {name} is not a number: {value!r}") from None
+
+
+def read_checkpoint(path):
+    """The reference's checkpoint file as {'model_state_dict': {key: array},
+    'optimiser_state_dict': ..., 'beta', 'err_ema', 'iter_idx'} (NumPy values).
+
+    Raises ImportError (with the install command) without torch, ConversionError for a
+    file that is not such a checkpoint."""
+    try:
+        import torch
+    except ImportError:
+        raise ImportError(f"reading a PyTorch checkpoint needs torch: {INSTALL_TORCH}") \
+            from None
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch raises pickle, zip and runtime errors alike
+        first = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        raise ConversionError(
+            f"{path} is not a PyTorch checkpoint that loads safely with weights_only=True "
+            f"({type(error).__name__}: {first[:200]})") from None
+    if not isinstance(data, dict):
+        raise ConversionError(f"{path} holds a {type(data).__name__}, not a training "
+                              "checkpoint (a dict with model_state_dict)")
+    missing = [k for k in REQUIRED_ENTRIES if k not in data]
+    if missing:
+        raise ConversionError(f"{path} is not a training checkpoint of the reference: it "
+                              f"lacks {', '.join(missing)} (has {_more(map(str, data), 6)})")
+    states = data["model_state_dict"]
+    if not isinstance(states, dict):
+        raise ConversionError(f"{path}: model_state_dict is a {type(states).__name__}, "
+                              "not a state dict")
+    return {
+        "model_state_dict": {str(k): _numpy(v) for k, v in states.items()},
+        "optimiser_state_dict": _numpy(data.get("optimiser_state_dict")),
+        "beta": _scalar(data["beta"], "beta"),
+        "err_ema": _scalar(data["err_ema"], "err_ema"),
+        "iter_idx": _scalar(data["iter_idx"], "iter_idx"),
+    }
+
+
+# -- the model and the run directory --------------------------------------------------------
+
+def model_arguments(model, state_dict, image_size, num_slots=None):
+    """Constructor arguments of the genesis_tf model: the sizes from the flags, K and the
+    pixel standard deviations from the reference's ``std`` buffer (shape [1, 1, 1, 1, K])."""
+    arguments = {"image_size": image_size}
+    if model not in SLOT_MODELS:
+        if num_slots not in (None, 1):
+            raise ConversionError(f"--num_slots: {MODEL_CLASSES[model]} has no slots")
+        return arguments
+    std = state_dict.get("std")
+    if std is not None:
+        # float32 values as their shortest decimal (0.7, not 0.699999988079071)
+        std = np.array([float(str(v)) for v in np.asarray(std, np.float32).reshape(-1)])
+        if num_slots is not None and num_slots != std.size:
+            raise ConversionError(f"--num_slots={num_slots}, but the checkpoint's key std "
+                                  f"records K={std.size}; pass --num_slots={std.size}")
+        num_slots = std.size
+        if model == "monet":
+            arguments["first_pixel_std"] = float(std[0])
+            arguments["pixel_std"] = float(std[1] if std.size > 1 else std[0])
+        else:
+            if not np.allclose(std, std[0]):
+                print(f"warning: std differs between slots ({std.tolist()}); "
+                      f"{MODEL_CLASSES[model]} has one pixel_std, using {std[0]:.4g}",
+                      file=sys.stderr)
+            arguments["pixel_std"] = float(std[0])
+    if num_slots is None:
+        raise ConversionError("the checkpoint has no key std to tell K; pass --num_slots")
+    if num_slots < 2:
+        raise ConversionError(f"--num_slots must be >= 2, got {num_slots}")
+    arguments["num_slots"] = int(num_slots)
+    if model == "monet" and "pixel_std" not in arguments:
+        arguments.update(pixel_std=0.7, first_pixel_std=0.7)  # the GENESIS comparison's
+    return arguments
+
+
+def operative_config(description, source, step, train_settings):
+    """gin text for the run, laid out as train() writes its operative config: the model's
+    settings, then every argument of train() (its defaults, with `train_settings` — model,
+    image size, optimizer, learning rate and the dataset when known — instead), so that
+    ``train --gin_file=<model_dir>/operative_config.gin`` continues the run and reports
+    only the settings one changes."""
+    import inspect
+
+    from genesis_tf.training.loop import train
+
+    name = description["class_name"]
+    config = dict(description["config"])
+    config.pop("name", None)
+    settings = {key: parameter.default
+                for key, parameter in inspect.signature(train).parameters.items()
+                if parameter.default is not inspect.Parameter.empty}
+    settings.pop("dataset", None)  # recorded only when known: the tools ask otherwise
+    settings.update(train_settings, image_size=config.pop("image_size"))
+    lines = [
+        f"# Converted by genesis_tf.convert_reference from {source} (reference step {step}).",
+        "# Continue training: python -m genesis_tf.train --gin_file=<this file> "
+        "--model_dir=<this folder>",
+        "",
+        f"# Parameters for {name}:",
+        "# " + "=" * 78,
+        *(f"{name}.{key} = {value!r}" for key, value in sorted(config.items())),
+        "",
+        "# Parameters for train:",
+        "# " + "=" * 78,
+    ]
+    for key, value in sorted(settings.items()):
+        lines.append(f"train.{key} = " + (f"@{name}" if key == "model" else repr(value)))
+    return "\n".join(lines) + "\n"
+
+
+def convert(checkpoint, model, image_size, model_dir, num_slots=None, dataset=None,
+            log=print, data=None):
+    """Reads the reference checkpoint (or takes `data`, read_checkpoint's result) and
+    writes the genesis_tf run directory; returns {'checkpoint': path written, 'step',
+    'beta', 'err_ema', 'optimizer' (None when reset), 'model'}."""
+    data = read_checkpoint(checkpoint) if data is None else data
+    state_dict = data["model_state_dict"]
+    arguments = model_arguments(model, state_dict, image_size, num_slots)
+
+    import tensorflow as tf
+
+    from genesis_tf.geco import GECO
+    from genesis_tf.models import MODELS
+    from genesis_tf.training import checkpoints
+    from genesis_tf.training import warm_start as warm_start_lib
+    from genesis_tf.training.optimizers import make_optimizer
+
+    net = MODELS[MODEL_CLASSES[model]](**arguments).build_for_images()
+    variables = warm_start_lib.weights_of(net)
+    shapes = {path: tuple(v.shape) for path, v in variables.items()}
+    arrays = convert_state_dict(model, state_dict, shapes)
+    for path, variable in variables.items():
+        variable.assign(arrays[path])
+
+    trainable = {path for path, v in variables.items() if v.trainable}
+    kind, slots, opt_step, hyper, problem = convert_optimizer_state(
+        model, state_dict, data["optimiser_state_dict"], shapes, trainable)
+    step = int(data["iter_idx"] or 0)
+    optimizer_name = kind or "torch_adam"
+    learning_rate = hyper.pop("learning_rate", DEFAULT_LEARNING_RATE)
+    epsilon = hyper.pop("epsilon", 1e-8)
+    opt = make_optimizer(optimizer_name, learning_rate, epsilon=epsilon, **(
+        hyper if problem is None else {}))
+    opt.build(net.trainable_variables)
+    if problem is None:
+        by_variable = {variables[p].path: p for p in trainable}
+        slot_lists = ([opt._momentums, opt._velocities] if optimizer_name == "torch_adam"
+                      else [opt._velocities])
+        for variable in net.trainable_variables:
+            index = opt._get_variable_index(variable)
+            for slot_list, value in zip(slot_lists, slots[by_variable[variable.path]],
+                                        strict=True):
+                slot_list[index].assign(value)
+        opt.iterations.assign(opt_step if opt_step is not None else step)
+    else:
+        log(f"warning: the optimizer state is not mapped ({problem}); {optimizer_name} "
+            "starts afresh when training continues")
+
+    beta = 1.0 if data["beta"] is None else float(data["beta"])
+    err_ema = data["err_ema"]
+    geco = GECO.for_image(image_size, image_size, beta_init=beta)
+    if err_ema is not None:
+        geco.err_ema.assign(float(err_ema))
+        geco.initialised.assign(True)
+    step_variable = tf.Variable(step, dtype=tf.int64, trainable=False, name="step")
+    description = checkpoints.describe(net)
+    tf.io.gfile.makedirs(model_dir)
+    checkpoints.write_description(model_dir, description)
+    with tf.io.gfile.GFile(os.path.join(model_dir, checkpoints.OPERATIVE_CONFIG), "w") as f:
+        f.write(operative_config(
+            description, os.path.abspath(checkpoint), step,
+            {"model": None, "optimizer": optimizer_name, "learning_rate": learning_rate,
+             "adam_epsilon": epsilon, **({"dataset": dataset} if dataset else {})}))
+    saver = tf.train.Checkpoint(model=net, optimizer=opt, geco=geco, step=step_variable)
+    manager = tf.train.CheckpointManager(saver, model_dir, max_to_keep=3)
+    path = manager.save(checkpoint_number=step)
+    return {"checkpoint": path, "step": step, "beta": beta, "err_ema": err_ema,
+            "optimizer": optimizer_name if problem is None else None, "model": net}
+
+
+# -- the command ---------------------------------------------------------------------------
+
+def _check_flags(args):
+    """A one-line problem with the flags (checked before torch and TensorFlow load)."""
+    if not os.path.isfile(args.checkpoint):
+        return f"--checkpoint={args.checkpoint} is not a file"
+    if args.image_size < 1:
+        return f"--image_size must be positive, got {args.image_size}"
+    if args.num_slots is not None and args.model in SLOT_MODELS and args.num_slots < 2:
+        return f"--num_slots must be >= 2, got {args.num_slots}"
+    if os.path.exists(args.model_dir):
+        if not os.path.isdir(args.model_dir):
+            return f"--model_dir={args.model_dir} is a file; give a new folder"
+        if any(os.path.exists(os.path.join(args.model_dir, name))
+               for name in ("checkpoint", "model.json")):
+            return (f"--model_dir={args.model_dir} already holds a run; convert into a new "
+                    "folder")
+    return None
+
+
+def main(argv=None):
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        prog="python -m genesis_tf.convert_reference",
+        description="Convert an authors' PyTorch checkpoint into a genesis_tf run directory.")
+    parser.add_argument("--checkpoint", required=True, help="the reference's .ckpt file")
+    parser.add_argument("--model", required=True, choices=sorted(MODEL_CLASSES))
+    parser.add_argument("--image_size", type=int, default=64)
+    parser.add_argument("--num_slots", type=int, default=None,
+                        help="K (default: from the checkpoint's std)")
+    parser.add_argument("--model_dir", required=True, help="the run directory to write")
+    parser.add_argument("--dataset", default=None,
+                        help="recorded as train.dataset, e.g. multi_dsprites/colored")
+    args = parser.parse_args(argv)
+
+    def fail(message):
+        print(f"error: {message}", file=sys.stderr)
+        return 2
+
+    problem = _check_flags(args)
+    if problem:
+        return fail(problem)
+    from genesis_tf import cli
+
+    try:  # torch first: its errors need no TensorFlow
+        data = read_checkpoint(args.checkpoint)
+        model_arguments(args.model, data["model_state_dict"], args.image_size,
+                        args.num_slots)
+    except (ImportError, ConversionError) as error:
+        return fail(cli.one_line(error))
+    cli.quiet_logging(False)
+    try:
+        result = convert(args.checkpoint, args.model, args.image_size, args.model_dir,
+                         num_slots=args.num_slots, dataset=args.dataset,
+                         log=lambda text: print(text, file=sys.stderr, flush=True),
+                         data=data)
+    except (ImportError, ConversionError, ValueError) as error:
+        return fail(cli.one_line(error))
+    net = result["model"]
+    print(f"Wrote {result['checkpoint']}: {MODEL_CLASSES[args.model]} "
+          f"(K={getattr(net, 'num_slots', 1)}, {args.image_size}x{args.image_size}), step "
+          f"{result['step']}, GECO beta {result['beta']:.4g}, optimizer "
+          f"{result['optimizer'] or 'reset'}.")
+    print(f"Evaluate: python -m genesis_tf.evaluate --model_dir={args.model_dir}"
+          + ("" if args.dataset else " --dataset=..."))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
