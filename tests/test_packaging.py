@@ -110,6 +110,14 @@ def test_wheel_ships_the_gin_configs(wheel):
 
 
 @pytest.mark.slow
+def test_wheel_ships_the_demo_model(wheel):
+    """genesis_tf.demo starts from genesis_tf/demo_model/weights.npz when it is installed."""
+    names = set(zipfile.ZipFile(wheel).namelist())
+    for name in ("weights.npz", "README.md"):
+        assert f"genesis_tf/demo_model/{name}" in names
+
+
+@pytest.mark.slow
 def test_wheel_declares_every_binary(wheel):
     archive = zipfile.ZipFile(wheel)
     (entry_points,) = [n for n in archive.namelist() if n.endswith("entry_points.txt")]
