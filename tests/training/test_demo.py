@@ -58,13 +58,10 @@ def test_demo_writes_figures_and_prints_where(demo_runs):
     root, runs = demo_runs
     result, tmp_path = runs["synthetic"], root / "synthetic"
     assert result.returncode == 0, result.stderr[-3000:]
+    # The shipped demo model has K=4: this K=3 demo cannot use it and says why.
     assert "Starting from" not in result.stdout
-    if os.path.exists(SHIPPED_WEIGHTS):
-        # The shipped demo model has K=4: this K=3 demo cannot use it and says why.
-        assert ("Training from a random initialisation" in result.stdout
-                and "num_slots=4 (configured: 3)" in result.stdout), result.stdout
-    else:
-        assert "Training from" not in result.stdout
+    assert ("Training from a random initialisation" in result.stdout
+            and "num_slots=4 (configured: 3)" in result.stdout), result.stdout
     # 8 rows; input, reconstruction, segmentation and K=3 slots and masks; generation: the
     # K canvases of the slot-by-slot build and the segmentation.
     for name, columns in (("decomposition.png", 3 + 2 * 3), ("generation.png", 3 + 1)):
