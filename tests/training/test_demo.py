@@ -21,13 +21,24 @@ def _demo(*args):
     return start_binary("genesis_tf.demo", args)
 
 
+def _demo_model():
+    """A fresh model as gin_configs/demo.gin builds it (gin left cleared)."""
+    from genesis_tf.training import config
+
+    gin.clear_config()
+    config.parse([os.path.join(config.gin_configs_dir(), "demo.gin")])
+    model = config.configured_model()
+    gin.clear_config()
+    return model
+
+
 @pytest.fixture(scope="module")
 def demo_runs(tmp_path_factory):
     """Three demo processes, overlapping: on synthetic scenes from scratch; on a 64-image
     offline Multi-dSprites from a weights file of the demo's model (step 7); and from one
     of another model (K=3)."""
     from genesis_tf.models import Genesis
-    from genesis_tf.training import config, warm_start
+    from genesis_tf.training import warm_start
 
     root = tmp_path_factory.mktemp("demo")
     synthetic = _demo(f"--output_dir={root / 'synthetic'}", "--dataset=synthetic",
@@ -39,10 +50,7 @@ def demo_runs(tmp_path_factory):
         "build", "tfds_builders/multi_dsprites", "--config=offline_colored",
         f"--data_dir={data_dir}", "--max_examples_per_split=64"])
     assert build.returncode == 0, build.stderr[-2000:]
-    gin.clear_config()
-    config.parse([os.path.join(config.gin_configs_dir(), "demo.gin")])
-    warm_start.save(config.configured_model(), str(root / "demo.npz"), step=7, beta=0.5)
-    gin.clear_config()
+    warm_start.save(_demo_model(), str(root / "demo.npz"), step=7, beta=0.5)
     warm_start.save(Genesis(image_size=32, num_slots=3).build_for_images(),
                     str(root / "k3.npz"))
     common = [f"--data_dir={data_dir}", "--max_steps=9", "--gin_bindings=train.batch_size = 4"]
@@ -103,13 +111,10 @@ def test_the_shipped_demo_model_decomposes_and_says_how_it_was_trained(demo_runs
     slot scores about 0.25 foreground ARI and 0.07 mSC there), and the README beside them
     states the step they hold."""
     from genesis_tf.evaluation import segmentation_scores
-    from genesis_tf.training import config, warm_start
+    from genesis_tf.training import warm_start
 
     assert os.path.exists(SHIPPED_WEIGHTS), "genesis_tf/demo_model/weights.npz is missing"
-    gin.clear_config()
-    config.parse([os.path.join(config.gin_configs_dir(), "demo.gin")])
-    model = config.configured_model()
-    gin.clear_config()
+    model = _demo_model()
     state = warm_start.load_into(model, SHIPPED_WEIGHTS)
     assert state["step"] > 0 and 0 < state["beta"] < 1
     readme = open(os.path.join(os.path.dirname(SHIPPED_WEIGHTS), "README.md")).read()
