@@ -22,6 +22,10 @@ lever on:
   pad_crop          convs pad with a separate op and transposed convs crop their output
                     (Keras ZeroPadding2D / Cropping2D, as the first version did) instead of
                     giving PyTorch's padding to the conv op itself
+  conv_full_window  the encoder head and the decoder stem (kernels that cover their whole
+                    input) run as TensorFlow conv ops instead of one matmul each
+  tconv_stride1     the mask decoder's stride-1 transposed convs run as TensorFlow's
+                    transposed conv op instead of a conv with the flipped kernel
   keras_bn          Keras' BatchNormalization(synchronized=True) instead of the fused
                     batch norm of genesis_tf.layers.normalization
   decode_k_minus_1  the mask decoder decodes only the K−1 mask latents whose logits the
@@ -32,9 +36,9 @@ lever on:
   input             the step pulls its batch from genesis_tf.data's prefetched pipeline
                     (the synthetic dataset) inside the tf.function, as the loop does
   input_no_prefetch the same pipeline without its prefetch
-  mixed_bfloat16    Keras' mixed_bfloat16 policy (bfloat16 compute, float32 variables);
-                    only on CPUs with AVX512-BF16 or AMX (elsewhere TensorFlow emulates
-                    bfloat16 and a step takes minutes), so not in the default set
+  mixed_bfloat16    Keras' mixed_bfloat16 policy (bfloat16 compute, float32 variables;
+                    the conv gradients in float32, genesis_tf/layers/conv_ops.py); it pays
+                    only on CPUs with native bfloat16 arithmetic, so not in the default set
   xla               the whole step compiled with jit_compile=True
 
 Prints a table (median and min s/step, ratio to baseline, first call = trace + compile,
@@ -62,7 +66,8 @@ from genesis_tf.models import Genesis
 from genesis_tf.training.optimizers import TORCH_ADAM, make_optimizer
 from genesis_tf.training.step import make_train_step
 
-DEFAULT_VARIANTS = "baseline,pad_crop,keras_bn,decode_k_minus_1,input"
+DEFAULT_VARIANTS = ("baseline,pad_crop,conv_full_window,tconv_stride1,keras_bn,decode_k_minus_1,"
+                    "input")
 LEARNING_RATE = 1e-4  # the loop's defaults (train.learning_rate, train.adam_epsilon)
 ADAM_EPSILON = 1e-8
 ALL_VARIANTS = DEFAULT_VARIANTS.split(",") + ["input_no_prefetch", "mixed_bfloat16", "xla"]
@@ -145,6 +150,14 @@ def build_variant(name, args, images):
             if isinstance(layer, GatedConv2D):
                 object.__setattr__(layer, "_convolve", types.MethodType(_pad_crop_convolve,
                                                                         layer))
+    if name == "conv_full_window":
+        for layer in model._flatten_layers(include_self=False):
+            if isinstance(layer, GatedConv2D):
+                object.__setattr__(layer, "_full_window", lambda x: False)
+    if name == "tconv_stride1":
+        for layer in model._flatten_layers(include_self=False):
+            if isinstance(layer, GatedConv2D):
+                object.__setattr__(layer, "_transpose_as_conv", lambda: False)
     if name == "decode_k_minus_1":
         object.__setattr__(model, "_decode_masks", types.MethodType(_decode_k_minus_1, model))
     optimizer = make_optimizer(TORCH_ADAM, LEARNING_RATE, epsilon=ADAM_EPSILON)

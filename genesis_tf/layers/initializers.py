@@ -26,6 +26,9 @@ identical weights): call the factories once per weight. All of them serialise th
 import math
 
 import keras
+import tensorflow as tf
+
+from genesis_tf.layers import conv_ops
 
 PACKAGE = "genesis_tf"
 
@@ -155,6 +158,13 @@ def _input_channels(layer, input_shape):
 @keras.saving.register_keras_serializable(package=PACKAGE)
 class TorchConv2D(_TorchInitMixin, keras.layers.Conv2D):
     """``keras.layers.Conv2D`` initialised like ``torch.nn.Conv2d``."""
+
+    def convolution_op(self, inputs, kernel):
+        # In bfloat16, float32 gradients: TensorFlow's bfloat16 conv gradients are emulated.
+        if (inputs.dtype == tf.bfloat16 and self.data_format == "channels_last"
+                and tuple(self.dilation_rate) == (1, 1) and self.groups == 1):
+            return conv_ops.conv2d(inputs, kernel, list(self.strides), self.padding.upper())
+        return super().convolution_op(inputs, kernel)
 
     def torch_fan_in(self, input_shape):
         return _input_channels(self, input_shape) // self.groups * math.prod(self.kernel_size)

@@ -205,8 +205,8 @@ def train(
       precision: "float32" (the default and the reported baseline), "mixed_bfloat16"
         (bfloat16 compute, float32 variables: for CPUs with AVX512-BF16 or AMX) or
         "mixed_float16" (for GPUs; adds dynamic loss scaling). Probabilities, losses and
-        GECO stay float32 in every case. genesis_tf.training.precision warns when the
-        hardware would emulate the low-precision kernels.
+        GECO stay float32 in every case. genesis_tf.training.precision measures a
+        bfloat16 conv against float32 first and warns when bfloat16 does not pay here.
     Returns:
       TrainResult(model, step, metrics, model_dir, checkpoint path).
     Raises:

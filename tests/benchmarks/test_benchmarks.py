@@ -13,10 +13,12 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 # busy thread, so they run two at a time, alongside the module's in-process tests.
 _SCRIPT_RUNS = {
     "test_levers_benchmark_quick": (
-        ["benchmarks/levers.py", "--quick", "--variants=baseline,pad_crop,decode_k_minus_1"],
+        ["benchmarks/levers.py", "--quick",
+         "--variants=baseline,pad_crop,conv_full_window,tconv_stride1,decode_k_minus_1"],
         900),
     "test_train_step_benchmark_quick": (
         ["benchmarks/train_step.py", "--quick", "--modes=eager,function"], 600),
+    "test_profile_step_quick": (["benchmarks/profile_step.py", "--quick"], 600),
     "test_inference_benchmarks_quick[decompose.py]": (
         ["benchmarks/decompose.py", "--quick"], 600),
     "test_inference_benchmarks_quick[sample.py]": (["benchmarks/sample.py", "--quick"], 600),
@@ -55,6 +57,22 @@ def test_train_step_benchmark_quick(script_runs):
     assert report["machine_gflops"]["matmul"] > 0
     assert "median s" in result.stdout and "GFLOP" in result.stdout
     assert "torch_adam" in result.stdout
+
+
+@pytest.mark.slow
+def test_profile_step_quick(script_runs):
+    result, out = script_runs["test_profile_step_quick"].result()
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(out.read_text())
+    types = {row["type"]: row for row in report["by_type"]}
+    # The step's convolutions and their gradients are in the trace, with their counts.
+    assert {"Conv2D", "Conv2DBackpropFilter", "FusedBatchNormV3"} <= set(types)
+    assert types["Conv2DBackpropFilter"]["ms"] > 0 and types["Conv2DBackpropFilter"]["ops"] > 5
+    layers = {(row["layer"], row["direction"]) for row in report["by_layer"]}
+    assert {("mask_decoder/gated_deconv_4", "backward"),
+            ("mask_encoder/head", "forward")} <= layers
+    assert report["ops_per_step"] > 100 and report["wall_s_per_step"] > 0
+    assert "op type" in result.stdout and "slowest ops" in result.stdout
 
 
 @pytest.mark.parametrize("optimizer", ["torch_adam", "keras_adam"])
@@ -148,10 +166,14 @@ def test_levers_benchmark_quick(script_runs):
     result, out = script_runs["test_levers_benchmark_quick"].result()
     assert result.returncode == 0, result.stderr[-3000:]
     rows = {r["variant"]: r for r in json.loads(out.read_text())["rows"]}
-    assert list(rows) == ["baseline", "pad_crop", "decode_k_minus_1"]
+    assert list(rows) == ["baseline", "pad_crop", "conv_full_window", "tconv_stride1",
+                          "decode_k_minus_1"]
     # The shipped step decodes all K mask latents in training; K−1 is less work.
     assert rows["decode_k_minus_1"]["gflop"] < rows["baseline"]["gflop"]
     assert rows["pad_crop"]["gflop"] == pytest.approx(rows["baseline"]["gflop"])
+    # The full-window convs as matmuls are the same arithmetic.
+    assert rows["conv_full_window"]["gflop"] == pytest.approx(rows["baseline"]["gflop"])
+    assert rows["tconv_stride1"]["gflop"] == pytest.approx(rows["baseline"]["gflop"])
     assert all(r["tracings"] == 1 and len(r["times_s"]) == 2 for r in rows.values())
     assert rows["baseline"]["vs_baseline"] == 1.0
     assert "x base" in result.stdout

@@ -77,6 +77,101 @@ def test_gated_transposed_conv_matches_pytorch_padding(stride):
     expected = full[..., :2] * sigmoid(full[..., 2:])
     assert got.shape == (4 * stride, 4 * stride, 2)
     np.testing.assert_allclose(got, expected, atol=1e-5)
+    # Stride 1 runs as a conv with the flipped kernel: its gradients are the transposed
+    # conv op's.
+    assert layer._transpose_as_conv() == (stride == 1)
+    x = tf.constant(x)
+    pad = [[0, 0], [2, 2 - (stride - 1)], [2, 2 - (stride - 1)], [0, 0]]
+    grads = []
+    for fn in (lambda: layer._convolve(x),
+               lambda: tf.nn.conv2d_transpose(x, layer.conv.kernel, [1, 4 * stride,
+                                                                     4 * stride, 4],
+                                              stride, pad) + layer.conv.bias):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            loss = tf.reduce_sum(tf.sin(fn()))
+        grads.append(tape.gradient(loss, [x, layer.conv.kernel]))
+    for mine, theirs in zip(*grads, strict=True):
+        np.testing.assert_allclose(mine.numpy(), theirs.numpy(), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("transpose", [False, True])
+def test_full_window_convs_are_matmuls_with_the_convs_values_and_gradients(transpose):
+    """The encoder head (kernel = input size) and the decoder stem (1×1 input) run as one
+    matmul: same outputs as PyTorch's conv, same gradients as TensorFlow's conv op."""
+    rng = np.random.default_rng(2)
+    size = 1 if transpose else 6
+    x = tf.constant(rng.normal(size=(3, size, size, 4)).astype(np.float32))
+    layer = GatedConv2D(5, 6, transpose=transpose, normalize=False)
+    layer(x)
+    assert layer._full_window(x)
+    kernel = layer.conv.kernel.numpy()
+    bias = rng.normal(size=(10,)).astype(np.float32)
+    layer.conv.bias.assign(bias)
+    for i in range(3):
+        full = (conv_transpose2d_reference(x[i].numpy(), kernel, bias, 1, 0, 0) if transpose
+                else conv2d_reference(x[i].numpy(), kernel, bias, 1, 0))
+        np.testing.assert_allclose(layer(x)[i].numpy(),
+                                   full[..., :5] * sigmoid(full[..., 5:]), atol=1e-5)
+
+    def conv_op(inputs, k):  # TensorFlow's own conv ops on the same weights
+        if transpose:
+            return tf.nn.conv2d_transpose(inputs, k, [3, 6, 6, 10], 1, "VALID")
+        return tf.nn.conv2d(inputs, k, 1, "VALID")
+
+    weights = tf.constant(rng.normal(size=(3, 6, 6, 10) if transpose else (3, 1, 1, 10)),
+                          tf.float32)
+    grads = []
+    for fn in (lambda: layer._full_window_product(x, layer.conv.kernel),
+               lambda: conv_op(x, layer.conv.kernel)):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            loss = tf.reduce_sum(tf.sin(fn()) * weights)
+        grads.append(tape.gradient(loss, [x, layer.conv.kernel]))
+    for mine, theirs in zip(*grads, strict=True):
+        np.testing.assert_allclose(mine.numpy(), theirs.numpy(), rtol=1e-4, atol=1e-5)
+    assert not GatedConv2D(5, 6, padding=1)._full_window(tf.zeros([1, 6, 6, 4]))
+    assert not GatedConv2D(5, 3)._full_window(tf.zeros([1, 6, 6, 4]))
+
+
+@pytest.mark.parametrize("transpose", [False, True])
+def test_bfloat16_convs_take_float32_gradients(transpose):
+    """In bfloat16 the conv gradients run as float32 ops (TensorFlow's bfloat16 gradient
+    kernels are emulated on CPUs) and agree with float32 to bfloat16 precision."""
+    from genesis_tf.layers import conv_ops
+
+    rng = np.random.default_rng(3)
+    x32 = tf.constant(rng.normal(size=(2, 8, 8, 3)).astype(np.float32))
+    k32 = tf.constant(rng.normal(size=(5, 5, 4, 3) if transpose else (5, 5, 3, 4))
+                      .astype(np.float32))
+    padding = [[0, 0], [2, 1], [2, 1], [0, 0]] if transpose else [[0, 0], [2, 2], [2, 2],
+                                                                  [0, 0]]
+
+    def conv(x, k):
+        if transpose:
+            return conv_ops.conv2d_transpose(x, k, [2, 16, 16, 4], 2, padding)
+        return conv_ops.conv2d(x, k, 1, padding)
+
+    def value_and_grads(dtype):
+        x, k = tf.cast(x32, dtype), tf.cast(k32, dtype)
+        with tf.GradientTape() as tape:
+            tape.watch([x, k])
+            y = conv(x, k)
+            loss = tf.reduce_sum(tf.cast(y, tf.float32) ** 2)
+        return [tf.cast(t, tf.float32).numpy() for t in [y, *tape.gradient(loss, [x, k])]]
+
+    for got, expected in zip(value_and_grads(tf.bfloat16), value_and_grads(tf.float32),
+                             strict=True):
+        scale = np.abs(expected).max()
+        np.testing.assert_allclose(got / scale, expected / scale, atol=0.03)
+
+    graph = tf.function(lambda x, k: tf.gradients(conv(x, k), [x, k])).get_concrete_function(
+        tf.TensorSpec([2, 8, 8, 3], tf.bfloat16),
+        tf.TensorSpec(k32.shape, tf.bfloat16)).graph
+    conv_types = {(op.type, op.get_attr("T")) for op in graph.get_operations()
+                  if op.type.startswith("Conv2D")}
+    assert conv_types and all(dtype == tf.float32 for kind, dtype in conv_types
+                              if kind.startswith("Conv2DBackprop")), conv_types
 
 
 def test_gated_conv_normalises_both_halves_in_training():

@@ -1,4 +1,6 @@
 """Mixed precision (train.precision) agrees with float32: gradients and a training curve."""
+import warnings
+
 import keras
 import numpy as np
 import pytest
@@ -96,12 +98,27 @@ def test_unknown_precision_is_a_clear_error(tmp_path, clean_gin):
         train(str(tmp_path))
 
 
-def test_hardware_check_warns_where_kernels_are_emulated():
-    avx2_only, with_bf16 = {"avx2", "fma"}, {"avx2", "avx512f", "avx512_bf16"}
-    with pytest.warns(RuntimeWarning, match="emulates"):
-        assert precision_lib.check_hardware("mixed_bfloat16", avx2_only, has_gpu=False)
+def test_hardware_check_warns_where_bfloat16_does_not_pay():
+    with pytest.warns(RuntimeWarning, match="measured 0.80x the speed of float32"):
+        assert precision_lib.check_hardware("mixed_bfloat16", has_gpu=False, speedup=0.8)
+    assert precision_lib.check_hardware("mixed_bfloat16", has_gpu=False, speedup=1.3) is None
+    with pytest.warns(RuntimeWarning, match="measured 1.05x"):  # within the noise
+        precision_lib.check_hardware("mixed_bfloat16", has_gpu=False, speedup=1.05)
     with pytest.warns(RuntimeWarning, match="without a GPU"):
-        precision_lib.check_hardware("mixed_float16", with_bf16, has_gpu=False)
-    assert precision_lib.check_hardware("mixed_bfloat16", with_bf16, has_gpu=False) is None
-    assert precision_lib.check_hardware("mixed_float16", avx2_only, has_gpu=True) is None
-    assert precision_lib.check_hardware("float32", avx2_only, has_gpu=False) is None
+        precision_lib.check_hardware("mixed_float16", has_gpu=False)
+    assert precision_lib.check_hardware("mixed_float16", has_gpu=True) is None
+    assert precision_lib.check_hardware("mixed_bfloat16", has_gpu=True) is None
+    assert precision_lib.check_hardware("float32", has_gpu=False) is None
+
+
+def test_hardware_check_measures_this_machine():
+    """The real measurement runs and gives a positive ratio, and the check's verdict is
+    the one that ratio implies (which one depends on the CPU under the test)."""
+    speedup = precision_lib.bfloat16_speedup(repeats=1)
+    assert speedup > 0
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        verdict = precision_lib.check_hardware("mixed_bfloat16", has_gpu=False,
+                                               speedup=speedup)
+    pays = speedup >= precision_lib.MIN_BFLOAT16_SPEEDUP
+    assert (verdict is None) == pays == (not caught)
