@@ -59,7 +59,11 @@ def demo_runs(tmp_path_factory):
             "other": _demo(f"--output_dir={root / 'other'}", f"--weights={root / 'k3.npz'}",
                            *common)}
     runs["synthetic"] = synthetic
-    return root, {name: run.result() for name, run in runs.items()}
+    runs = {name: run.result() for name, run in runs.items()}
+    # Run again: it resumes the run that started from the weights file.
+    runs["again"] = _demo(f"--output_dir={root / 'out'}", *common[:-2], "--max_steps=11",
+                          common[-1]).result()
+    return root, runs
 
 
 def test_demo_writes_figures_and_prints_where(demo_runs):
@@ -94,6 +98,18 @@ def test_demo_continues_training_from_a_weights_file(demo_runs):
     assert (root / "out" / "model" / "ckpt-9.index").exists()
     assert Image.open(root / "out" / "decomposition.png").size == figures.figure_size(
         8, 3 + 2 * 4)
+    assert "at learning rate 0.0001 (a trained model's" in out  # not demo.gin's 5e-4
+
+
+def test_demo_run_again_resumes_and_remembers_its_start(demo_runs):
+    root, runs = demo_runs
+    result = runs["again"]
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = result.stdout
+    assert "Starting from" not in out  # no new start: the checkpoint is resumed
+    assert f"started from {root / 'demo.npz'} at step 7" in out
+    assert "4 steps trained here" in out and "Done after 11 steps" in out
+    assert "at learning rate 0.0001" in out
 
 
 def test_demo_refuses_weights_of_another_model_in_one_line(demo_runs):
