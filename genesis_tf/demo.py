@@ -134,7 +134,10 @@ def _starting_weights(model_dir, dataset, data_dir):
 
     record = os.path.join(model_dir, START_RECORD)
     if tf.train.latest_checkpoint(model_dir):  # a resume: as the run started
-        return json.loads(open(record).read()) if os.path.exists(record) else None
+        if not os.path.exists(record):
+            return None
+        with open(record) as f:
+            return json.load(f)
     if FLAGS.from_scratch:
         return None
     path = FLAGS.weights
