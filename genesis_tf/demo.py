@@ -1,6 +1,6 @@
 """The embedded default: prepare offline Multi-dSprites, train GENESIS briefly, draw figures.
 
-    python -m genesis_tf.demo [--minutes=8] [--output_dir=demo_output]
+    python -m genesis_tf.demo [--minutes=6] [--output_dir=demo_output]
 
 Writes into --output_dir: the model (checkpoints, TensorBoard logs), decomposition.png
 (labelled: input | reconstruction | segmentation | m_k·x_k and m_k per slot, each row with
@@ -19,7 +19,7 @@ from absl import flags
 from genesis_tf import cli
 
 FLAGS = flags.FLAGS
-flags.DEFINE_float("minutes", 10.0, "Training time budget in minutes.")
+flags.DEFINE_float("minutes", 6.0, "Training time budget in minutes.")
 flags.DEFINE_string("output_dir", "demo_output", "Where the model and figures go.")
 flags.DEFINE_string("data_dir", None,
                     "TFDS data directory (default: <output_dir>/tensorflow_datasets).")

@@ -93,3 +93,26 @@ def test_shapestacks_is_centre_cropped_like_the_reference():
     image[:, 14:210, 14:210] = 255  # the central 196x196 square
     out = data.to_float_images(tf.constant(image), 64, data.CENTRE_CROP["shapestacks"])
     np.testing.assert_allclose(out.numpy(), 1.0, atol=1e-6)
+
+
+def test_downsampled_instance_ids_label_each_pixel_by_its_colour():
+    """At 64 -> 32 every pixel of a one-sprite scene is labelled by the entity its resized
+    colour is nearer to (nearest-neighbour ids were half a source pixel off)."""
+    from tfds_builders.multi_dsprites import sprites
+
+    rng = np.random.default_rng(0)
+    latents = sprites.sample_latents(rng, 12)
+    masks = sprites.render(latents["shape"], sprites.SCALES[latents["scale"]],
+                           sprites.ORIENTATIONS[latents["orientation"]],
+                           sprites.POSITIONS[latents["x"]], sprites.POSITIONS[latents["y"]])
+    background, colour = np.array([0.0, 0.25, 1.0]), np.array([1.0, 0.75, 0.0])
+    for mask in masks:
+        image, ids = sprites.compose(mask[None], colour[None], background)
+        small = data.to_float_images(tf.constant(sprites.to_uint8(image)), 32).numpy()
+        labels = data.resize_instance_ids(tf.constant(ids[..., None]), 32).numpy()
+        assert labels.shape == (32, 32) and labels.dtype == np.int32
+        nearer_sprite = (np.linalg.norm(small - colour, axis=-1)
+                         < np.linalg.norm(small - background, axis=-1))
+        np.testing.assert_array_equal(labels, nearer_sprite.astype(np.int32))
+    same_size = data.resize_instance_ids(tf.constant(ids[..., None]), 64).numpy()
+    np.testing.assert_array_equal(same_size, ids)
