@@ -28,7 +28,6 @@ import train_step
 from tensorflow.tsl.profiler.protobuf import xplane_pb2
 
 from genesis_tf.training import precision as precision_lib
-from genesis_tf.training.optimizers import OPTIMIZERS, TORCH_ADAM
 
 # Trace events that are the runtime's bookkeeping, not kernels.
 _BOOKKEEPING = ("ThreadpoolListener", "ExecutorState", "ParallelFor")
@@ -104,16 +103,8 @@ def run(args):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", choices=["genesis", "genesis_s"], default="genesis")
-    parser.add_argument("--image_size", type=int, default=64)
-    parser.add_argument("--num_slots", type=int, default=7)
-    parser.add_argument("--batch_size", type=int, default=32)
+    train_step.add_step_arguments(parser)
     parser.add_argument("--steps", type=int, default=3, help="profiled steps")
-    parser.add_argument("--warmup", type=int, default=2, help="untimed steps (>= 1)")
-    parser.add_argument("--policy", default="float32",
-                        choices=list(precision_lib.PRECISIONS))
-    parser.add_argument("--optimizer", choices=list(OPTIMIZERS), default=TORCH_ADAM)
-    parser.add_argument("--threads", type=int, default=os.cpu_count())
     parser.add_argument("--top", type=int, default=12, help="rows per table")
     parser.add_argument("--logdir", default=None, help="default: a new temporary folder")
     parser.add_argument("--quick", action="store_true", help="32x32, K=3, batch 2, 1 step")

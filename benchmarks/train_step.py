@@ -176,20 +176,25 @@ def run(args):
             "load_avg": os.getloadavg()[0], "tf": tf.__version__, "rows": rows}
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def add_step_arguments(parser):
+    """The step's model, size, precision, optimizer and threads (shared with profile_step)."""
     parser.add_argument("--model", choices=["genesis", "genesis_s"], default="genesis")
     parser.add_argument("--image_size", type=int, default=64)
     parser.add_argument("--num_slots", type=int, default=7)
     parser.add_argument("--batch_size", type=int, default=32)
-    parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps (>= 1)")
-    parser.add_argument("--modes", default="function")
     parser.add_argument("--policy", default="float32",
                         choices=list(precision_lib.PRECISIONS))
     parser.add_argument("--optimizer", choices=list(OPTIMIZERS), default=TORCH_ADAM,
                         help="the loop's make_optimizer name (default: PyTorch's Adam rule)")
     parser.add_argument("--threads", type=int, default=os.cpu_count())
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_step_arguments(parser)
+    parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--modes", default="function")
     parser.add_argument("--quick", action="store_true", help="32x32, K=3, batch 2, 2 steps")
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
