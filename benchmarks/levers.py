@@ -19,9 +19,10 @@ lever on:
   baseline          the model as shipped: float32, tf.function, every lever on; in
                     training it decodes all K mask latents in one batch of B·K, as the
                     reference does (the decoder's batch norm normalises over B·K)
-  pad_crop          convs pad with a separate op and transposed convs crop their output
-                    (Keras ZeroPadding2D / Cropping2D, as the first version did) instead of
-                    giving PyTorch's padding to the conv op itself
+  explicit_padding  the gated convs give PyTorch's padding to TensorFlow's conv ops as
+                    EXPLICIT padding (as the version before 2026-12-06 did), whose
+                    gradients — and a transposed conv's forward op — run on Eigen's
+                    generic kernels instead of oneDNN's (genesis_tf/layers/conv_ops.py)
   conv_full_window  the encoder head and the decoder stem (kernels that cover their whole
                     input) run as TensorFlow conv ops instead of one matmul each
   tconv_stride1     the mask decoder's stride-1 transposed convs run as TensorFlow's
@@ -66,8 +67,8 @@ from genesis_tf.models import Genesis
 from genesis_tf.training.optimizers import TORCH_ADAM, make_optimizer
 from genesis_tf.training.step import make_train_step
 
-DEFAULT_VARIANTS = ("baseline,pad_crop,conv_full_window,tconv_stride1,keras_bn,decode_k_minus_1,"
-                    "input")
+DEFAULT_VARIANTS = ("baseline,explicit_padding,conv_full_window,tconv_stride1,keras_bn,"
+                    "decode_k_minus_1,input")
 LEARNING_RATE = 1e-4  # the loop's defaults (train.learning_rate, train.adam_epsilon)
 ADAM_EPSILON = 1e-8
 ALL_VARIANTS = DEFAULT_VARIANTS.split(",") + ["input_no_prefetch", "mixed_bfloat16", "xla"]
@@ -75,18 +76,28 @@ ALL_VARIANTS = DEFAULT_VARIANTS.split(",") + ["input_no_prefetch", "mixed_bfloat
 
 # --- the levers undone -------------------------------------------------------------------
 
-def _pad_crop_convolve(self, x):
-    """The first version's GatedConv2D convolution: pad op, VALID conv, crop slice."""
-    p = self.padding
-    if not self.transpose:
-        if p:
-            x = tf.pad(x, [[0, 0], [p, p], [p, p], [0, 0]])
-        return self.conv(x)
-    y = self.conv(x)  # VALID transposed conv, then crop p at the start, p − op at the end
-    end = p - self.output_padding
-    if p or end:
-        y = y[:, p:y.shape[1] - end, p:y.shape[2] - end]
-    return y
+def _explicit_padding_convolve(self, x):
+    """GatedConv2D's convolution as the version before 2026-12-06 ran it: TensorFlow's
+    conv ops with PyTorch's padding as EXPLICIT padding (float32: no bfloat16 routing)."""
+    kernel = tf.cast(self.conv.kernel, x.dtype)
+    padding = self._explicit_padding()
+    if self._full_window(x):
+        y = self._full_window_product(x, kernel)
+    elif self._transpose_as_conv():
+        flipped = tf.transpose(tf.reverse(kernel, [0, 1]), [0, 1, 3, 2])
+        pad = self.kernel_size - 1 - self.padding
+        y = tf.nn.conv2d(x, flipped, 1, [[0, 0], [pad, pad], [pad, pad], [0, 0]])
+    elif self.transpose:
+        shape = tf.shape(x)
+        size = [(shape[i] - 1) * self.strides + self.kernel_size - 2 * self.padding
+                + self.output_padding for i in (1, 2)]
+        y = tf.nn.conv2d_transpose(x, kernel, tf.stack([shape[0], *size, 2 * self.filters]),
+                                   self.strides, padding)
+        static = self.compute_output_shape(tuple(x.shape))
+        y = tf.ensure_shape(y, static[:-1] + (2 * self.filters,))
+    else:
+        y = tf.nn.conv2d(x, kernel, self.strides, padding)
+    return tf.nn.bias_add(y, tf.cast(self.conv.bias, x.dtype))
 
 
 def _decode_k_minus_1(self, z_mask, training):
@@ -145,11 +156,11 @@ def build_variant(name, args, images):
     with construction:
         model = Genesis(image_size=args.image_size, num_slots=args.num_slots)
         model.build_for_images()
-    if name == "pad_crop":
+    if name == "explicit_padding":
         for layer in model._flatten_layers(include_self=False):
             if isinstance(layer, GatedConv2D):
-                object.__setattr__(layer, "_convolve", types.MethodType(_pad_crop_convolve,
-                                                                        layer))
+                object.__setattr__(layer, "_convolve",
+                                   types.MethodType(_explicit_padding_convolve, layer))
     if name == "conv_full_window":
         for layer in model._flatten_layers(include_self=False):
             if isinstance(layer, GatedConv2D):

@@ -4,10 +4,12 @@ One convolution produces 2·C channels, split into ``h`` (first C) and ``g`` (la
 ``out = BN_h(h) · sigmoid(BN_g(g))``, or ``h · sigmoid(g)`` without normalisation.
 Padding follows PyTorch's explicit convention (``padding`` zeros on every side;
 transposed convs crop ``padding`` and add ``output_padding`` at the end), because Keras'
-"same" padding places the extra row differently at stride 2. The convolutions take that
-padding as the op's explicit padding: no separate pad or crop op (and no gradient of one)
-per layer. The weights stay in Keras Conv2D / Conv2DTranspose layers (subclasses with
-PyTorch's default initialisation, genesis_tf/layers/initializers.py), named as before.
+"same" padding places the extra row differently at stride 2. The padding goes to
+layers/conv_ops.py as explicit pads, which runs it as "SAME" where that is the same, else
+as a pad op and a "VALID" conv (a transposed conv: "VALID", then cropped): TensorFlow's
+conv gradients with EXPLICIT padding run on slow generic kernels. The weights stay in
+Keras Conv2D / Conv2DTranspose layers (subclasses with PyTorch's default initialisation,
+genesis_tf/layers/initializers.py), named as before.
 
 A convolution whose kernel covers its whole (unpadded) input — the mask encoder's L×L
 head, and the transposed L×L stem of the mask decoder on a 1×1 latent — is one matrix

@@ -160,7 +160,8 @@ class TorchConv2D(_TorchInitMixin, keras.layers.Conv2D):
     """``keras.layers.Conv2D`` initialised like ``torch.nn.Conv2d``."""
 
     def convolution_op(self, inputs, kernel):
-        # In bfloat16, float32 gradients: TensorFlow's bfloat16 conv gradients are emulated.
+        # In bfloat16, conv_ops picks the gradient kernels (emulated bfloat16 ones on CPUs
+        # without native bfloat16 arithmetic: float32 there).
         if (inputs.dtype == tf.bfloat16 and self.data_format == "channels_last"
                 and tuple(self.dilation_rate) == (1, 1) and self.groups == 1):
             return conv_ops.conv2d(inputs, kernel, list(self.strides), self.padding.upper())

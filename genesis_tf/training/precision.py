@@ -4,8 +4,9 @@ Mixed precision pays only on hardware with fast low-precision arithmetic: bfloat
 with AVX512-BF16 or AMX (1.4x faster per GENESIS step there, benchmarks/README.md) and
 float16 on GPUs. Elsewhere it is no faster, or, where TensorFlow emulates a kernel, many
 times slower, so `check_hardware` measures a bfloat16 convolution against float32 before
-training and warns when bfloat16 does not pay. (The convs' gradients, emulated in
-bfloat16 by TensorFlow 2.21 on every CPU measured, run in float32: layers/conv_ops.py.)
+training and warns when bfloat16 does not pay. (Where TensorFlow 2.21 emulates the
+bfloat16 conv gradients, on CPUs without AVX512-BF16, they run in float32:
+layers/conv_ops.py.)
 """
 import time
 import warnings
@@ -41,7 +42,7 @@ def bfloat16_speedup(repeats=3):
     """Measured here: float32 time / mixed_bfloat16 time of one GENESIS-sized gated conv
     (5x5, 32 -> 64 channels, 32x32, batch 32), forward and both gradients, through the
     package's conv ops. > 1 means bfloat16 is faster on this machine. About a second."""
-    from genesis_tf.layers import conv_ops  # the layers' own path, float32 gradients
+    from genesis_tf.layers import conv_ops  # the layers' own path
 
     def timed(dtype):
         x = tf.cast(tf.random.stateless_normal([32, 32, 32, 32], seed=[0, 1]), dtype)
