@@ -146,7 +146,7 @@ def conv2d_transpose(x, kernel, output_shape, strides, padding):
                          (shape[2] - 1) * stride_w + kernel.shape[1], kernel.shape[2]])
         y = tf.nn.conv2d_transpose(x, kernel, full, strides, "VALID")
         # tf.slice, not y[...]: its gradient is a Pad; a strided slice's, StridedSliceGrad,
-        # is a generic kernel that cost 8% of the demo-size training step.
+        # is a generic kernel: 5.6% of the demo-size training step's kernel time.
         y = tf.slice(y, [0, top, left, 0],
                      [-1, full[1] - top - bottom, full[2] - left - right, -1])
     return tf.cast(y, dtype)

@@ -1,7 +1,7 @@
 """Keras dtype policies for training: float32 (the default), mixed_bfloat16, mixed_float16.
 
 Mixed precision pays only on hardware with fast low-precision arithmetic: bfloat16 on CPUs
-with AVX512-BF16 or AMX (1.4x faster per GENESIS step there, benchmarks/README.md) and
+with AVX512-BF16 or AMX (1.6-1.8x faster per GENESIS step there, benchmarks/README.md) and
 float16 on GPUs. Elsewhere it is no faster, or, where TensorFlow emulates a kernel, many
 times slower, so `check_hardware` measures a bfloat16 convolution against float32 before
 training and warns when bfloat16 does not pay. (Where TensorFlow 2.21 emulates the
