@@ -2,15 +2,15 @@
 
 **Padding.** TensorFlow 2.21 hands a conv and its two gradients to oneDNN only for "SAME"
 and "VALID" padding. With EXPLICIT padding the gradients — and a transposed conv's
-forward op, which *is* Conv2DBackpropInput — run on Eigen's generic kernels: about 3x
-slower in float32, and 50x in bfloat16 (benchmarks/README.md, "Explicit padding"). So
+forward op, which *is* Conv2DBackpropInput — run on Eigen's generic kernels: 2-3x slower
+in float32, 20-60x in bfloat16 (benchmarks/README.md, "The conv ops' padding"). So
 PyTorch's padding, given here as explicit pads, is passed as "SAME" where that places the
 windows identically (stride 1 with 2p = k - 1, the most common case), and otherwise as a
 pad op before a "VALID" conv; a transposed conv runs "VALID" and is cropped.
 
 **bfloat16 gradients.** Where the CPU has native bfloat16 arithmetic (AVX512-BF16), the
-oneDNN bfloat16 gradient kernels are about 1.5x faster than float32's; elsewhere (AVX2
-only) TensorFlow emulates them, many times slower. Which applies is measured once per
+oneDNN bfloat16 gradient kernels are 1.3-1.8x faster than float32's; elsewhere (AVX2
+only) TensorFlow emulates them, 16-27x slower. Which applies is measured once per
 process (``bfloat16_gradients_native``); where they are emulated, ``conv2d`` in bfloat16
 runs its forward pass in bfloat16 and both gradients in float32, and ``conv2d_transpose``
 runs in float32 between two casts.
@@ -23,7 +23,7 @@ import time
 import tensorflow as tf
 
 # bfloat16 gradient kernels count as native when they take less than this multiple of
-# float32's time: native ones measured 0.6-0.8x here, emulated ones 16-40x.
+# float32's time: native ones measured 0.55-0.75x (AVX512-BF16), emulated ones 16-27x (AVX2).
 NATIVE_BFLOAT16_MAX_SLOWDOWN = 2.0
 
 
