@@ -1,12 +1,14 @@
 """genesis_tf.layers.conv_ops: PyTorch's explicit padding without TensorFlow's EXPLICIT
 padding (whose gradients run on slow generic kernels), and bfloat16 gradients that take
 the fast path on either kind of CPU."""
+import inspect
+
 import numpy as np
 import pytest
 import tensorflow as tf
 
 from genesis_tf.layers import conv_ops
-from genesis_tf.models import Genesis
+from genesis_tf.models import MODELS
 
 # (input size, kernel, stride, PyTorch padding, output_padding)
 CONVS = [(8, 5, 1, 2, 0),    # "SAME"
@@ -88,15 +90,15 @@ def test_same_padding_is_used_exactly_where_it_places_the_windows_alike():
     assert not same(None, 5, 1, 2, 2)  # unknown size: a pad op, always correct
 
 
-def test_a_genesis_training_step_has_no_explicit_padding_conv():
-    model = Genesis(image_size=32, num_slots=3).build_for_images()
-
-    def loss(images):
-        out = model(images, training=True, deterministic=True)
-        return model.loss_terms(images, out)["err"]
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_no_models_training_step_has_an_explicit_padding_conv(name):
+    model = MODELS[name](image_size=32, **({"num_slots": 3} if "num_slots" in inspect.signature(
+        MODELS[name]).parameters else {})).build_for_images()
 
     def grads(images):
-        return tf.gradients(tf.reduce_sum(loss(images)), model.trainable_variables)
+        out = model(images, training=True)
+        loss = sum(tf.reduce_sum(t) for t in model.loss_terms(images, out).values())
+        return tf.gradients(loss, model.trainable_variables)
 
     graph = tf.function(grads).get_concrete_function(tf.TensorSpec([2, 32, 32, 3])).graph
     paddings = {op.get_attr("padding").decode() for op in graph.get_operations()
