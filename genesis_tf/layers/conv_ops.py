@@ -2,8 +2,9 @@
 
 **Padding.** TensorFlow 2.21 hands a conv and its two gradients to oneDNN only for "SAME"
 and "VALID" padding. With EXPLICIT padding the gradients — and a transposed conv's
-forward op, which *is* Conv2DBackpropInput — run on Eigen's generic kernels: 2-3x slower
-in float32, 20-60x in bfloat16 (benchmarks/README.md, "The conv ops' padding"). So
+forward op, which *is* Conv2DBackpropInput — run on Eigen's generic kernels: a conv's
+forward and backward take about 2x as long in float32 and 20-60x in bfloat16
+(benchmarks/conv_padding.py; benchmarks/README.md, "The conv ops' padding"). So
 PyTorch's padding, given here as explicit pads, is passed as "SAME" where that places the
 windows identically (stride 1 with 2p = k - 1, the most common case), and otherwise as a
 pad op before a "VALID" conv; a transposed conv runs "VALID" and is cropped.

@@ -22,6 +22,7 @@ _SCRIPT_RUNS = {
     "test_inference_benchmarks_quick[decompose.py]": (
         ["benchmarks/decompose.py", "--quick"], 600),
     "test_inference_benchmarks_quick[sample.py]": (["benchmarks/sample.py", "--quick"], 600),
+    "test_conv_padding_benchmark_quick": (["benchmarks/conv_padding.py", "--quick"], 600),
 }
 
 
@@ -78,6 +79,17 @@ def test_profile_step_quick(script_runs):
             ("mask_encoder/head", "forward")} <= layers
     assert report["ops_per_step"] > 100 and report["wall_s_per_step"] > 0
     assert "op type" in result.stdout and "slowest ops" in result.stdout
+
+
+def test_conv_padding_benchmark_quick(script_runs):
+    result, out = script_runs["test_conv_padding_benchmark_quick"].result()
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(out.read_text())
+    assert len(report["rows"]) == 3 and isinstance(report["bfloat16_gradients_native"], bool)
+    for row in report["rows"]:
+        assert all(row[f"{impl}_{dtype}_ms"] > 0 for impl in ("explicit", "conv_ops")
+                   for dtype in ("float32", "bfloat16")), row
+    assert "EXPLICIT f32" in result.stdout and "transposed" in result.stdout
 
 
 @pytest.mark.parametrize("optimizer", ["torch_adam", "keras_adam"])
