@@ -189,9 +189,9 @@ def resize_instance_ids(ids, image_size):
 
     Nearest-neighbour sampling would be off by half a source pixel from the image's
     content and, at 64 -> 32, label a sprite's edge pixels by one of four samples."""
-    if ids.shape[-3] == image_size and ids.shape[-2] == image_size:
-        return tf.cast(ids[..., 0], tf.int32)
     ids = tf.cast(ids[..., 0], tf.int32)
+    if ids.shape[-2] == image_size and ids.shape[-1] == image_size:
+        return ids
     one_hot = tf.one_hot(ids, tf.reduce_max(ids) + 1)
     weights = tf.image.resize(one_hot, [image_size, image_size], antialias=True)
     return tf.argmax(weights, axis=-1, output_type=tf.int32)
