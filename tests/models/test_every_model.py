@@ -68,6 +68,23 @@ def test_summaries_figures_and_description_round_trip(name, tmp_path):
     assert rebuilt.count_params() == model.count_params()
 
 
+@pytest.mark.parametrize("name", sorted(TINY))
+def test_no_training_step_has_an_explicit_padding_conv(name):
+    """TensorFlow's EXPLICIT-padding conv gradients run on slow generic kernels
+    (genesis_tf/layers/conv_ops.py): every model's convs use "SAME" or "VALID"."""
+    model = MODELS[name](image_size=SIZE, **TINY[name]).build_for_images()
+
+    def grads(images):
+        out = model(images, training=True)
+        loss = sum(tf.reduce_sum(t) for t in model.loss_terms(images, out).values())
+        return tf.gradients(loss, model.trainable_variables)
+
+    graph = tf.function(grads).get_concrete_function(tf.TensorSpec([2, SIZE, SIZE, 3])).graph
+    paddings = {op.get_attr("padding").decode() for op in graph.get_operations()
+                if op.type.startswith("Conv2D")}
+    assert paddings and paddings <= {"SAME", "VALID"}, paddings
+
+
 @pytest.mark.parametrize("name", ["MONet", "BDVAE"])
 def test_export_takes_the_model(name, tmp_path):
     from genesis_tf.export import export_model
