@@ -61,7 +61,7 @@ from flops import count_flops
 
 from genesis_tf import data as data_lib
 from genesis_tf.geco import GECO
-from genesis_tf.layers import gated_conv
+from genesis_tf.layers import conv_ops, gated_conv
 from genesis_tf.layers.gated_conv import GatedConv2D
 from genesis_tf.models import Genesis
 from genesis_tf.training.optimizers import TORCH_ADAM, make_optimizer
@@ -76,28 +76,24 @@ ALL_VARIANTS = DEFAULT_VARIANTS.split(",") + ["input_no_prefetch", "mixed_bfloat
 
 # --- the levers undone -------------------------------------------------------------------
 
-def _explicit_padding_convolve(self, x):
-    """GatedConv2D's convolution as the version before 2026-12-06 ran it: TensorFlow's
-    conv ops with PyTorch's padding as EXPLICIT padding (float32: no bfloat16 routing)."""
-    kernel = tf.cast(self.conv.kernel, x.dtype)
-    padding = self._explicit_padding()
-    if self._full_window(x):
-        y = self._full_window_product(x, kernel)
-    elif self._transpose_as_conv():
-        flipped = tf.transpose(tf.reverse(kernel, [0, 1]), [0, 1, 3, 2])
-        pad = self.kernel_size - 1 - self.padding
-        y = tf.nn.conv2d(x, flipped, 1, [[0, 0], [pad, pad], [pad, pad], [0, 0]])
-    elif self.transpose:
-        shape = tf.shape(x)
-        size = [(shape[i] - 1) * self.strides + self.kernel_size - 2 * self.padding
-                + self.output_padding for i in (1, 2)]
-        y = tf.nn.conv2d_transpose(x, kernel, tf.stack([shape[0], *size, 2 * self.filters]),
-                                   self.strides, padding)
-        static = self.compute_output_shape(tuple(x.shape))
-        y = tf.ensure_shape(y, static[:-1] + (2 * self.filters,))
-    else:
-        y = tf.nn.conv2d(x, kernel, self.strides, padding)
-    return tf.nn.bias_add(y, tf.cast(self.conv.bias, x.dtype))
+# tf.nn's conv ops in place of genesis_tf.layers.conv_ops: they take GatedConv2D's PyTorch
+# padding as EXPLICIT padding, as the version before 2026-12-06 did (in float32, conv_ops
+# was these ops then).
+_EXPLICIT_PADDING_OPS = types.SimpleNamespace(conv2d=tf.nn.conv2d,
+                                              conv2d_transpose=tf.nn.conv2d_transpose)
+
+
+def _with_explicit_padding(convolve):
+    """A GatedConv2D's own _convolve, run with gated_conv's conv_ops swapped for
+    _EXPLICIT_PADDING_OPS (while it traces)."""
+    def convolve_with_explicit_padding(x):
+        gated_conv.conv_ops = _EXPLICIT_PADDING_OPS
+        try:
+            return convolve(x)
+        finally:
+            gated_conv.conv_ops = conv_ops
+
+    return convolve_with_explicit_padding
 
 
 def _decode_k_minus_1(self, z_mask, training):
@@ -159,8 +155,7 @@ def build_variant(name, args, images):
     if name == "explicit_padding":
         for layer in model._flatten_layers(include_self=False):
             if isinstance(layer, GatedConv2D):
-                object.__setattr__(layer, "_convolve",
-                                   types.MethodType(_explicit_padding_convolve, layer))
+                object.__setattr__(layer, "_convolve", _with_explicit_padding(layer._convolve))
     if name == "conv_full_window":
         for layer in model._flatten_layers(include_self=False):
             if isinstance(layer, GatedConv2D):

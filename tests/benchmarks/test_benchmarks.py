@@ -239,8 +239,6 @@ def test_decoding_k_minus_1_mask_latents_changes_training_only():
 
 
 def test_explicit_padding_variant_computes_the_same_convolutions():
-    import types
-
     import numpy as np
     import tensorflow as tf
 
@@ -253,9 +251,14 @@ def test_explicit_padding_variant_computes_the_same_convolutions():
                   GatedConv2D(4, 5, padding=2, transpose=True),
                   GatedConv2D(4, 3, padding=0, transpose=True)):
         layer(x)
-        explicit = types.MethodType(levers._explicit_padding_convolve, layer)
+        explicit = levers._with_explicit_padding(layer._convolve)
         np.testing.assert_allclose(layer._convolve(x).numpy(), explicit(x).numpy(),
                                    atol=1e-5)
+        # ... through TensorFlow's EXPLICIT-padding ops wherever the layer pads.
+        graph = tf.function(explicit).get_concrete_function(tf.TensorSpec(x.shape)).graph
+        paddings = {op.get_attr("padding").decode() for op in graph.get_operations()
+                    if op.type.startswith("Conv2D")}
+        assert paddings == ({"EXPLICIT"} if layer.padding else {"VALID"}), paddings
 
 
 def test_serving_benchmark_times_the_exported_signatures(monkeypatch, tmp_path, capsys):
