@@ -130,8 +130,9 @@ def conv2d(x, kernel, strides, padding):
 
 def conv2d_transpose(x, kernel, output_shape, strides, padding):
     """tf.nn.conv2d_transpose on the oneDNN kernels: explicit padding (the forward conv's,
-    i.e. PyTorch's crop) as a "VALID" transposed conv and a crop; in bfloat16 computed in
-    float32 where bfloat16 gradients are emulated (see the module doc)."""
+    i.e. PyTorch's crop) as a "VALID" transposed conv and a crop (its size follows from the
+    padding; `output_shape` is then unused); in bfloat16 computed in float32 where
+    bfloat16 gradients are emulated (see the module doc)."""
     dtype = x.dtype
     if dtype == tf.bfloat16 and not bfloat16_gradients_native():
         x = tf.cast(x, tf.float32)
