@@ -16,8 +16,8 @@ import time
 
 import tensorflow as tf
 
+from genesis_tf import runs
 from genesis_tf.evaluation import segmentation_scores
-from genesis_tf.training import checkpoints
 
 
 def main():
@@ -32,10 +32,10 @@ def main():
     parser.add_argument("--every", type=int, default=None)
     args = parser.parse_args()
 
-    dataset = args.dataset or checkpoints.run_setting(args.model_dir, "train.dataset")
+    dataset = args.dataset or runs.read_run_info(args.model_dir)["dataset"]
     if dataset is None:
         raise SystemExit(f"train.dataset not found in {args.model_dir}; pass --dataset")
-    data_dir = args.data_dir or checkpoints.run_setting(args.model_dir, "train.data_dir")
+    data_dir = args.data_dir or runs.read_run_info(args.model_dir)["data_dir"]
     rows, done = [], set()
     if args.json and os.path.exists(args.json):
         with open(args.json) as f:
@@ -45,10 +45,10 @@ def main():
         state = tf.train.get_checkpoint_state(args.model_dir)
         paths = list(state.all_model_checkpoint_paths) if state else []
         for path in paths:
-            facts = checkpoints.training_state(path)
+            facts = runs.training_state(path)
             if facts["step"] in done or (args.every and facts["step"] % args.every):
                 continue
-            model = checkpoints.restore(args.model_dir, checkpoint=path)
+            model = runs.restore(args.model_dir, checkpoint=path)
             started = time.monotonic()
             scores, _ = segmentation_scores(model, dataset, model.image_size, args.num_images,
                                             data_dir=data_dir)

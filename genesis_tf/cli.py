@@ -1,6 +1,8 @@
-"""What the command-line binaries (train, export) share: a quiet console, one-line errors,
-and --help that exits 0 without importing TensorFlow."""
+"""What every command-line binary shares: a quiet console, one handler that prints a
+`genesis_tf.errors.UserError` as one line and exits with its code, and --help that exits 0
+without importing TensorFlow."""
 import contextlib
+import functools
 import os
 import sys
 
@@ -68,7 +70,8 @@ def one_line(error, limit=600):
 
 
 def run_main(main):
-    """absl's app.run(main), except that --help prints the module's flags and exits 0."""
+    """absl's app.run(main), except that --help prints the module's flags and exits 0, and
+    a UserError raised by `main` becomes one line on stderr and its exit code."""
     from absl import app, flags
 
     if any(arg in HELP_FLAGS for arg in sys.argv[1:]):
@@ -79,43 +82,23 @@ def run_main(main):
         except BrokenPipeError:  # `--help | head`: the reader left, which is fine
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         sys.exit(0)
-    app.run(main)
+    app.run(functools.partial(_reporting_user_errors, main))
 
 
-class ProgressBar:
-    """`label: done/total images (rate/s, ETA)` on stderr for long loops: redrawn in place
-    on a terminal, one line every `every` seconds otherwise (logs, pipes)."""
+def _reporting_user_errors(main, argv):
+    from absl import flags, logging
 
-    def __init__(self, label, total=None, stream=None, every=10.0):
-        import time
+    from genesis_tf.errors import UserError
 
-        self._time = time.monotonic
-        self.label, self.total, self.stream, self.every = label, total, stream or sys.stderr, every
-        self._started = self._last = self._time()
-        self._tty = hasattr(self.stream, "isatty") and self.stream.isatty()
-        self.done = 0
+    try:
+        return main(argv)
+    except UserError as error:
+        if verbosity_requested(flags.FLAGS):
+            logging.exception("details")
+        return fail(error, error.exit_code)
 
-    def __call__(self, done):
-        self.done = done
-        now = self._time()
-        if self._tty or now - self._last >= self.every:
-            self._last = now
-            self._write(self.line(), end="\r" if self._tty else "\n")
 
-    def line(self):
-        elapsed = max(self._time() - self._started, 1e-9)
-        rate = self.done / elapsed
-        text = f"{self.label}: {self.done:,}" + (f"/{self.total:,}" if self.total else "")
-        text += f" images ({rate:.1f}/s"
-        if self.total and rate > 0 and self.done < self.total:
-            from genesis_tf.training.progress import format_duration
-
-            text += f", ETA {format_duration((self.total - self.done) / rate)}"
-        return text + ")"
-
-    def finish(self):
-        self._write(self.line() + " done", end="\n")
-
-    def _write(self, text, end):
-        self.stream.write(("\r\033[K" if self._tty else "") + text + end)
-        self.stream.flush()
+def fail(error, exit_code=2):
+    """Prints `error: <one line>` on stderr and returns `exit_code` (for main's return)."""
+    print(f"error: {one_line(error)}", file=sys.stderr, flush=True)
+    return exit_code

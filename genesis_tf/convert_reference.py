@@ -36,6 +36,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from genesis_tf.errors import UserError
+
 # --model -> genesis_tf model class name (genesis_tf.models.MODELS).
 MODEL_CLASSES = {"genesis": "Genesis", "genesis_s": "GenesisS", "monet": "MONet",
                  "dc_vae": "DCVAE", "bd_vae": "BDVAE"}
@@ -45,7 +47,7 @@ INSTALL_TORCH = "pip install genesis_tf[torch]"
 DEFAULT_LEARNING_RATE = 1e-4  # the reference's
 
 
-class ConversionError(ValueError):
+class ConversionError(UserError, ValueError):
     """The file is not a checkpoint of the model asked for; the message names the key."""
 
 
@@ -545,9 +547,9 @@ def convert(checkpoint, model, image_size, model_dir, num_slots=None, dataset=No
 
     import tensorflow as tf
 
+    from genesis_tf import runs
     from genesis_tf.geco import GECO
-    from genesis_tf.models import MODELS
-    from genesis_tf.training import checkpoints
+    from genesis_tf.models import MODELS, config_of
     from genesis_tf.training import warm_start as warm_start_lib
     from genesis_tf.training.optimizers import make_optimizer
 
@@ -589,10 +591,11 @@ def convert(checkpoint, model, image_size, model_dir, num_slots=None, dataset=No
         geco.err_ema.assign(float(err_ema))
         geco.initialised.assign(True)
     step_variable = tf.Variable(step, dtype=tf.int64, trainable=False, name="step")
-    description = checkpoints.describe(net)
+    description = config_of(net)
     tf.io.gfile.makedirs(model_dir)
-    checkpoints.write_description(model_dir, description)
-    with tf.io.gfile.GFile(os.path.join(model_dir, checkpoints.OPERATIVE_CONFIG), "w") as f:
+    runs.write_description(model_dir, description)
+    runs.write_run_info(model_dir, dataset, None, image_size)
+    with tf.io.gfile.GFile(os.path.join(model_dir, runs.OPERATIVE_CONFIG), "w") as f:
         f.write(operative_config(
             description, os.path.abspath(checkpoint), step,
             {"model": None, "optimizer": optimizer_name, "learning_rate": learning_rate,

@@ -16,6 +16,8 @@ import os
 
 import tensorflow as tf
 
+from genesis_tf.errors import UserError
+
 SYNTHETIC = "synthetic"
 BUILDER_FOLDERS = {
     "multi_dsprites": "multi_dsprites",
@@ -42,15 +44,15 @@ def dataset_crop(name):
     return CROP_BOX.get(base, CENTRE_CROP.get(base))
 
 
-class DatasetNotPreparedError(RuntimeError):
+class DatasetNotPreparedError(UserError, RuntimeError):
     """The requested TFDS dataset has not been built into data_dir."""
 
 
-class UnknownDatasetError(ValueError):
+class UnknownDatasetError(UserError, ValueError):
     """No dataset (or no config of it) has that name."""
 
 
-class DatasetCorruptError(RuntimeError):
+class DatasetCorruptError(UserError, RuntimeError):
     """A prepared dataset's file cannot be read (truncated or damaged record)."""
 
 

@@ -23,7 +23,8 @@ import sys
 
 from absl import app, flags, logging
 
-from genesis_tf import cli
+from genesis_tf import cli, progress
+from genesis_tf.errors import UserError
 
 METRICS = ("ari", "sc", "fid", "probes")
 PAPER = "GENESIS paper, authors' released models (64x64)"
@@ -53,7 +54,7 @@ flags.DEFINE_integer("seed", 0, "Seed of posterior and prior samples.")
 flags.mark_flags_as_required(["model_dir"])
 
 
-class EvaluationError(ValueError):
+class EvaluationError(UserError, ValueError):
     """A metric cannot be computed as asked; the message says why and what to do."""
 
 
@@ -80,17 +81,19 @@ def main(argv):
     cli.quiet_logging(verbose)
 
     from genesis_tf import data as data_lib
-    from genesis_tf.training import CheckpointMismatchError, checkpoints
+    from genesis_tf import runs
+    from genesis_tf.runs import CheckpointMismatchError
 
     try:
-        model, path, state = checkpoints.restore_with_state(FLAGS.model_dir, FLAGS.checkpoint)
+        model, path, state = runs.restore_with_state(FLAGS.model_dir, FLAGS.checkpoint)
         step = state.get("step", 0)
     except (FileNotFoundError, CheckpointMismatchError) as error:
         return fail(error)
-    dataset = FLAGS.dataset or checkpoints.run_setting(FLAGS.model_dir, "train.dataset")
-    data_dir = FLAGS.data_dir or checkpoints.run_setting(FLAGS.model_dir, "train.data_dir")
+    run_info = runs.read_run_info(FLAGS.model_dir)
+    dataset = FLAGS.dataset or run_info["dataset"]
+    data_dir = FLAGS.data_dir or run_info["data_dir"]
     if dataset is None:
-        return fail(f"{FLAGS.model_dir} records no train.dataset; pass --dataset")
+        return fail(f"{FLAGS.model_dir} records no dataset; pass --dataset")
     try:
         data_lib.check_available(dataset, data_dir)
         network = None
@@ -127,7 +130,7 @@ def evaluate(model, dataset, data_dir, network=None):
     results = {}
     size = model.image_size
     if "ari" in FLAGS.metrics or "sc" in FLAGS.metrics:
-        bar = cli.ProgressBar("segmentation", FLAGS.num_images)
+        bar = progress.ProgressBar("segmentation", FLAGS.num_images)
         metrics, _ = segmentation_metrics(
             model, dataset, size, FLAGS.num_images, split=FLAGS.split, data_dir=data_dir,
             batch_size=FLAGS.batch_size, num_slots=FLAGS.num_slots, seed=FLAGS.seed,
@@ -176,7 +179,7 @@ def fid_metrics(model, dataset, data_dir, network):
     statistics = {}
     for name, images in (("test", test_images), ("generated", generated),
                          ("reconstructed", reconstructions)):
-        bar = cli.ProgressBar(f"FID, {name} images", n)
+        bar = progress.ProgressBar(f"FID, {name} images", n)
         # 8 bits by truncation, as the reference saved its images (np.uint8(255·x)).
         statistics[name] = fid.statistics_of(images(), network, progress=bar,
                                              rounding="truncate")
@@ -201,7 +204,7 @@ def probe_metrics(model, dataset, data_dir):
                               "a run trained on shapestacks, or pass --dataset=shapestacks)")
     collected = {}
     for split, count in (("train", FLAGS.probe_train_images), (FLAGS.split, FLAGS.num_images)):
-        bar = cli.ProgressBar(f"probe features, {split}", count)
+        bar = progress.ProgressBar(f"probe features, {split}", count)
         collected[split] = probes.collect_features(
             model, dataset, model.image_size, split, data_dir=data_dir,
             batch_size=FLAGS.batch_size, max_examples=count, progress=bar,

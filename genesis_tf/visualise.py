@@ -123,19 +123,19 @@ def main(argv=None):
     cli.quiet_logging(False)
 
     from genesis_tf import data as data_lib
-    from genesis_tf import figures
-    from genesis_tf.training import CheckpointMismatchError, checkpoints
+    from genesis_tf import figures, runs
+    from genesis_tf.runs import CheckpointMismatchError
 
     try:
-        model, _, state = checkpoints.restore_with_state(args.model_dir, args.checkpoint)
+        model, _, state = runs.restore_with_state(args.model_dir, args.checkpoint)
         step = state.get("step", 0)
         name = f"{MODEL_NAMES.get(type(model).__name__, type(model).__name__)} (step {step})"
         if args.what in ("decomposition", "traversal"):
-            dataset = args.dataset or checkpoints.run_setting(args.model_dir, "train.dataset")
-            data_dir = args.data_dir or checkpoints.run_setting(args.model_dir,
-                                                                "train.data_dir")
+            run_info = runs.read_run_info(args.model_dir)
+            dataset = args.dataset or run_info["dataset"]
+            data_dir = args.data_dir or run_info["data_dir"]
             if dataset is None:
-                raise FileNotFoundError(f"{args.model_dir} records no train.dataset; pass "
+                raise FileNotFoundError(f"{args.model_dir} records no dataset; pass "
                                         "--dataset")
             data_lib.check_available(dataset, data_dir)
             batch = next(iter(data_lib.eval_dataset(dataset, model.image_size,

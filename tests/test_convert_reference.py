@@ -17,6 +17,8 @@ import tensorflow as tf
 torch = pytest.importorskip("torch", reason="pip install -e '.[torch]' (torch CPU)")
 
 from genesis_tf import convert_reference as cr  # noqa: E402
+from genesis_tf import runs  # noqa: E402
+from genesis_tf.models import config_of  # noqa: E402
 from genesis_tf.training import checkpoints  # noqa: E402
 from genesis_tf.training import warm_start as warm_start_lib  # noqa: E402
 
@@ -623,7 +625,7 @@ def converted_run(tmp_path_factory):
 def test_command_writes_a_run_that_restores_with_its_state(converted_run):
     out, state, result = converted_run
     assert "step 4321" in result.stdout and "optimizer torch_adam" in result.stdout
-    model, path, facts = checkpoints.restore_with_state(str(out))
+    model, path, facts = runs.restore_with_state(str(out))
     assert path.endswith("ckpt-4321")
     assert facts["step"] == 4321
     assert facts["geco_beta"] == pytest.approx(0.37)
@@ -635,8 +637,8 @@ def test_command_writes_a_run_that_restores_with_its_state(converted_run):
     for path in ("mask_decoder/gated_deconv_2/conv/kernel", "lstm/bias",
                  "encoder/hidden/kernel", "mask_encoder/gated_conv_1/g_norm/moving_variance"):
         np.testing.assert_array_equal(weights[path].numpy(), oracle[path], err_msg=path)
-    assert checkpoints.run_setting(str(out), "train.dataset") == "multi_dsprites/colored"
-    assert checkpoints.run_setting(str(out), "train.optimizer") == "torch_adam"
+    assert runs.read_run_info(str(out))["dataset"] == "multi_dsprites/colored"
+    assert "train.optimizer = 'torch_adam'" in (out / "operative_config.gin").read_text()
     description = json.loads((out / "model.json").read_text())
     assert description["config"] == {**description["config"], **SMALL}
 
@@ -655,8 +657,8 @@ def test_operative_config_rebuilds_the_model_and_train_restores_the_checkpoint(c
         factory = gin.query_parameter("train.model").scoped_configurable_fn
         image_size = gin.query_parameter("train.image_size")
         net = factory(image_size=image_size)
-        assert checkpoints.description_changes(
-            checkpoints.read_description(str(out)), checkpoints.describe(net)) == []
+        assert runs.description_changes(
+            runs.read_description(str(out)), config_of(net)) == []
     finally:
         gin.clear_config()
     # What train() builds before it restores (genesis_tf/training/loop.py).
@@ -690,7 +692,7 @@ def test_converted_model_exports_and_decomposes(vae_run, tmp_path):
     from genesis_tf.export import export_model
 
     out, _, _ = vae_run
-    model = checkpoints.restore(str(out))
+    model = runs.restore(str(out))
     target = tmp_path / "export" / "9"
     export_model(model, str(target))
     loaded = tf.saved_model.load(str(target))
@@ -750,8 +752,8 @@ def test_files_that_are_not_checkpoints_are_refused(tmp_path, capsys):
 def test_command_resets_an_unmappable_optimizer_and_refuses_an_existing_run(vae_run,
                                                                              capsys):
     out, source, _ = vae_run
-    assert checkpoints.training_state(tf.train.latest_checkpoint(str(out)))["step"] == 9
-    assert checkpoints.run_setting(str(out), "train.dataset") is None
+    assert runs.training_state(tf.train.latest_checkpoint(str(out)))["step"] == 9
+    assert runs.read_run_info(str(out))["dataset"] is None
     code, err = _main([f"--checkpoint={source}", "--model=bd_vae", f"--model_dir={out}"],
                       capsys)
     assert code == 2 and "already holds a run" in err

@@ -43,8 +43,9 @@ def main(argv):
     cli.quiet_logging(verbose)
     import tensorflow as tf
 
+    from genesis_tf import runs
     from genesis_tf.export import ExportError, export_model
-    from genesis_tf.training import CheckpointMismatchError, checkpoints
+    from genesis_tf.runs import CheckpointMismatchError
 
     def fail(message):
         if verbose:
@@ -57,8 +58,8 @@ def main(argv):
                     "training run wrote (python -m genesis_tf.train --model_dir=...)")
     try:
         path = FLAGS.checkpoint or tf.train.latest_checkpoint(FLAGS.model_dir)
-        model = checkpoints.restore(FLAGS.model_dir, checkpoint=path)
-        state = checkpoints.training_state(path)
+        model = runs.restore(FLAGS.model_dir, checkpoint=path)
+        state = runs.training_state(path)
     except (FileNotFoundError, CheckpointMismatchError) as error:
         return fail(error)
     except (tf.errors.OpError, ValueError) as error:

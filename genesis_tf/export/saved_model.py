@@ -37,13 +37,14 @@ import tempfile
 
 import tensorflow as tf
 
+from genesis_tf.errors import UserError
 from genesis_tf.export.warmup import WARMUP_FILE, write_warmup_file
 
 INFO_FILE = "genesis_tf_model.json"
 DEFAULT_MAX_GENERATE_IMAGES = 256
 
 
-class ExportError(RuntimeError):
+class ExportError(UserError, RuntimeError):
     """The export cannot be written (target exists, model cannot be traced, ...)."""
 
 

@@ -1,6 +1,6 @@
 """Training: strategy, the GECO step and loop, checkpoints, summaries, progress, gin."""
+from genesis_tf.runs import CheckpointMismatchError, restore  # the tools reload runs there
 from genesis_tf.training import config  # noqa: F401  (registers gin names)
-from genesis_tf.training.checkpoints import CheckpointMismatchError, restore
 from genesis_tf.training.loop import (
     ConfigurationError,
     TrainingDivergedError,

@@ -26,13 +26,16 @@ import numpy as np
 import tensorflow as tf
 
 from genesis_tf import data as data_lib
+from genesis_tf import runs
+from genesis_tf.errors import UserError
 from genesis_tf.geco import GECO, GOAL_PER_PIXEL
+from genesis_tf.models import config_of
 from genesis_tf.models.base import KL_PREFIX, elbo, summary_name
+from genesis_tf.progress import Progress
+from genesis_tf.runs import CheckpointMismatchError
 from genesis_tf.training import checkpoints, summaries
 from genesis_tf.training import precision as precision_lib
-from genesis_tf.training.checkpoints import CheckpointMismatchError
 from genesis_tf.training.optimizers import make_optimizer
-from genesis_tf.training.progress import Progress
 from genesis_tf.training.step import make_train_step
 from genesis_tf.training.strategy import make_strategy
 
@@ -42,12 +45,14 @@ __all__ = ["CheckpointMismatchError", "ConfigurationError", "TrainResult", "Trai
            "TrainingInterrupted", "evaluate", "train"]
 
 
-class ConfigurationError(ValueError):
+class ConfigurationError(UserError, ValueError):
     """The gin configuration asks for something that cannot be built."""
 
 
-class TrainingDivergedError(RuntimeError):
+class TrainingDivergedError(UserError, RuntimeError):
     """Non-finite loss or an ELBO beyond the limit; the last good checkpoint is kept."""
+
+    exit_code = 3
 
 
 class TrainingInterrupted(Exception):  # noqa: N818 (not an error: the user asked for it)
@@ -240,7 +245,7 @@ def train(
                 f"the model cannot be built: {str(error).splitlines()[0]} (check its "
                 "bindings in the gin files, e.g. Genesis.num_slots)") from error
         net.build_for_images()
-        description = checkpoints.describe(net)
+        description = config_of(net)
         checkpoints.check_same_model(model_dir, description)
         opt = make_optimizer(optimizer, learning_rate, epsilon=adam_epsilon)
         loss_scaling = precision == "mixed_float16"  # float16 gradients underflow
@@ -280,7 +285,8 @@ def train(
         geco.initialised.assign(True)
     start_step = int(step.numpy())
     if chief:
-        checkpoints.write_description(model_dir, description)
+        runs.write_description(model_dir, description)
+        runs.write_run_info(model_dir, dataset, data_dir, image_size)
         changes = checkpoints.record_operative_config(
             model_dir, gin.operative_config_str(), start_step)
         if changes and start_step:

@@ -18,6 +18,8 @@ import sys
 
 import numpy as np
 
+from genesis_tf.errors import UserError
+
 DESCRIPTION_KEY = "__model_json__"
 STATE_KEYS = {"step": "__step__", "beta": "__geco_beta__", "err_ema": "__geco_err_ema__"}
 
@@ -38,20 +40,20 @@ def weights_of(model):
     return weights
 
 
-class WarmStartError(ValueError):
+class WarmStartError(UserError, ValueError):
     """The weights file is missing, unreadable or holds another model."""
 
 
 def save(model, path, step=0, beta=1.0, err_ema=0.0, dtype=np.float16):
     """Writes `model`'s variables (floats as `dtype`) with its description and the training
     state to `path` (.npz, compressed); returns the path."""
-    from genesis_tf.training import checkpoints
+    from genesis_tf.models import config_of
 
     arrays = {}
     for key, variable in weights_of(model).items():
         value = variable.numpy()
         arrays[key] = value.astype(dtype) if value.dtype.kind == "f" else value
-    arrays[DESCRIPTION_KEY] = np.array(json.dumps(checkpoints.describe(model), sort_keys=True))
+    arrays[DESCRIPTION_KEY] = np.array(json.dumps(config_of(model), sort_keys=True))
     arrays[STATE_KEYS["step"]] = np.int64(step)
     arrays[STATE_KEYS["beta"]] = np.float32(beta)
     arrays[STATE_KEYS["err_ema"]] = np.float32(err_ema)
@@ -84,10 +86,11 @@ def read(path, what="train.warm_start"):
 def load_into(model, path, what="train.warm_start"):
     """Assigns the file's weights to `model` after checking it is the same model; returns
     the training state {'step', 'beta', 'err_ema'}."""
-    from genesis_tf.training import checkpoints
+    from genesis_tf import runs
+    from genesis_tf.models import config_of
 
     arrays, description, state = read(path, what)
-    changes = checkpoints.description_changes(description, checkpoints.describe(model))
+    changes = runs.description_changes(description, config_of(model))
     if changes:
         named = ", ".join(f"{key}={saved!r} (configured: {configured!r})"
                           for key, saved, configured in changes)
@@ -111,9 +114,9 @@ def load_into(model, path, what="train.warm_start"):
 
 def save_from_run(model_dir, output, checkpoint=None):
     """The weights file of a run's latest checkpoint (or `checkpoint`)."""
-    from genesis_tf.training import checkpoints
+    from genesis_tf import runs
 
-    model, _, state = checkpoints.restore_with_state(model_dir, checkpoint)
+    model, _, state = runs.restore_with_state(model_dir, checkpoint)
     save(model, output, step=state.get("step", 0), beta=state.get("geco_beta", 1.0),
          err_ema=state.get("geco_err_ema", 0.0))
     return output, state.get("step", 0)

@@ -288,8 +288,8 @@ def test_genesis_s_exports_with_more_slots_and_an_export_is_not_overwritten(tmp_
 
 
 def test_binary_refuses_runs_without_a_checkpoint_or_of_another_model(trained_run, tmp_path):
-    from genesis_tf.models import Genesis
-    from genesis_tf.training import checkpoints
+    from genesis_tf import runs
+    from genesis_tf.models import Genesis, config_of
 
     run_dir, _ = trained_run
     # A run folder whose training saved no checkpoint yet.
@@ -300,7 +300,7 @@ def test_binary_refuses_runs_without_a_checkpoint_or_of_another_model(trained_ru
     other_dir = tmp_path / "other"
     other = Genesis(image_size=SIZE, num_slots=SLOTS, mask_latent_size=8).build_for_images()
     other_dir.mkdir()
-    checkpoints.write_description(str(other_dir), checkpoints.describe(other))
+    runs.write_description(str(other_dir), config_of(other))
     other_path = tf.train.Checkpoint(model=other).save(str(other_dir / "ckpt"))
 
     cases = {

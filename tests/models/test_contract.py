@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from genesis_tf import runs
 from genesis_tf.models import MODELS, Genesis, GenesisS, config_of, elbo
-from genesis_tf.training import checkpoints
 
 
 def _fresh_statistics(model):
@@ -105,5 +105,5 @@ def test_a_checkpoint_of_the_model_holds_every_variable(cls, tmp_path):
     names = [name for name, _ in tf.train.list_variables(path)]
     assert sum("moving_mean" in n for n in names) == sum(
         v.path.endswith("moving_mean") for v in model.variables) == 20
-    assert checkpoints.saved_model_variables(path) == checkpoints.weight_count(model)
-    assert checkpoints.weight_count(model) >= len(model.variables) - 2  # only RNG states out
+    assert runs.saved_model_variables(path) == runs.weight_count(model)
+    assert runs.weight_count(model) >= len(model.variables) - 2  # only RNG states out

@@ -117,7 +117,7 @@ def test_summaries_use_the_reference_names(tmp_path, clean_gin):
 
 
 def test_progress_line(capsys):
-    from genesis_tf.training.progress import Progress, format_duration
+    from genesis_tf.progress import Progress, format_duration
 
     progress = Progress(total_steps=1000)
     progress.start(0)
@@ -131,7 +131,7 @@ def test_progress_line(capsys):
 
 
 def test_progress_eta_follows_the_time_budget(monkeypatch):
-    from genesis_tf.training import progress as progress_lib
+    from genesis_tf import progress as progress_lib
 
     clock = [1000.0]
     monkeypatch.setattr(progress_lib.time, "monotonic", lambda: clock[0])

@@ -8,7 +8,8 @@ import pytest
 import tensorflow as tf
 from training_helpers import ROOT, BackgroundProcess, parse, selected_tests
 
-from genesis_tf.training import CheckpointMismatchError, checkpoints, restore, train
+from genesis_tf import runs
+from genesis_tf.training import CheckpointMismatchError, restore, train
 
 _RESTORE_SCRIPT = """
 import sys
@@ -93,7 +94,7 @@ def test_the_checkpoint_is_weights_adam_and_state_not_the_input_buffer(trained_r
     path = tf.train.latest_checkpoint(str(run_dir))
     model = result.model
     # Every model variable, the batch-norm statistics included.
-    assert checkpoints.saved_model_variables(path) == checkpoints.weight_count(model)
+    assert runs.saved_model_variables(path) == runs.weight_count(model)
     names = [name for name, _ in tf.train.list_variables(path)]
     assert sum("moving_variance" in n for n in names) == sum(
         v.path.endswith("moving_variance") for v in model.variables)
@@ -110,7 +111,7 @@ def test_restore_refuses_a_checkpoint_that_lacks_variables(trained_run, tmp_path
     # weights, without the layers held in lists and the batch-norm statistics.
     broken = tmp_path / "broken"
     broken.mkdir()
-    (broken / checkpoints.MODEL_FILE).write_text((run_dir / checkpoints.MODEL_FILE).read_text())
+    (broken / runs.MODEL_FILE).write_text((run_dir / runs.MODEL_FILE).read_text())
     saver = tf.train.Checkpoint(model=tf.train.Checkpoint(
         head=result.model.mask_encoder.head))
     saver.save(str(broken / "ckpt"))
@@ -129,27 +130,32 @@ def test_build_md_restore_snippet_runs_as_written(fresh_processes):
     assert (tmp_path / "decomposition.png").stat().st_size > 1000
 
 
-def test_run_settings_are_read_back_from_the_operative_config(tmp_path):
-    import gin
+def test_run_info_is_read_from_run_json(tmp_path):
+    runs.write_run_info(str(tmp_path), "multi_dsprites/colored", "/data/tfds", 64)
+    assert runs.read_run_info(str(tmp_path)) == {
+        "dataset": "multi_dsprites/colored", "data_dir": "/data/tfds", "image_size": 64}
+    assert not list(tmp_path.glob("*.partial"))  # written under a temporary name
+    assert runs.read_run_info(str(tmp_path / "missing")) == {
+        "dataset": None, "data_dir": None, "image_size": None}
 
-    from genesis_tf.training import checkpoints
+
+def test_run_info_of_older_runs_comes_from_the_operative_config(tmp_path):
+    """Runs written before run.json record the dataset only as train.* gin bindings."""
+    import gin
 
     long_path = "/data/" + "x" * 90  # gin continues it on the next line with a backslash
 
     @gin.configurable("probe_train")
-    def configured(dataset=None, data_dir=None, model=None):
+    def configured(dataset=None, data_dir=None, image_size=None, model=None):
         return dataset, data_dir, model
 
     with gin.unlock_config():
         gin.parse_config([f"probe_train.data_dir = '{long_path}'",
                           "probe_train.dataset = 'multi_dsprites/colored'"])
     configured()
-    (tmp_path / checkpoints.OPERATIVE_CONFIG).write_text(
+    (tmp_path / runs.OPERATIVE_CONFIG).write_text(
         gin.operative_config_str().replace("probe_train.", "train."))
     gin.clear_config()
-    assert "\\\n" in (tmp_path / checkpoints.OPERATIVE_CONFIG).read_text()
-    assert checkpoints.run_setting(tmp_path, "train.data_dir") == long_path
-    assert checkpoints.run_setting(tmp_path, "train.dataset") == "multi_dsprites/colored"
-    assert checkpoints.run_setting(tmp_path, "train.model") is None  # recorded default
-    assert checkpoints.run_setting(tmp_path, "train.absent", "none") == "none"
-    assert checkpoints.run_setting(tmp_path / "missing", "train.dataset") is None
+    assert "\\\n" in (tmp_path / runs.OPERATIVE_CONFIG).read_text()
+    assert runs.read_run_info(str(tmp_path)) == {
+        "dataset": "multi_dsprites/colored", "data_dir": long_path, "image_size": None}

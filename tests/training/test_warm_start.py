@@ -8,7 +8,9 @@ import pytest
 import tensorflow as tf
 from training_helpers import TINY, parse, start_binary
 
-from genesis_tf.training import checkpoints, train
+from genesis_tf import runs
+from genesis_tf.models import config_of
+from genesis_tf.training import train
 from genesis_tf.training import warm_start as warm_start_lib
 
 SMOKE = "--gin_file=gin_configs/smoke.gin"
@@ -40,9 +42,9 @@ def weights(tmp_path_factory):
 
 def test_the_file_holds_every_variable_in_float16_with_the_training_state(weights):
     run, path = weights
-    model = checkpoints.restore(str(run))
+    model = runs.restore(str(run))
     arrays, description, state = warm_start_lib.read(path)
-    assert description == checkpoints.describe(model)
+    assert description == config_of(model)
     weights = warm_start_lib.weights_of(model)
     assert set(arrays) == set(weights)
     assert len(weights) >= len(model.trainable_variables) + 2  # with batch-norm statistics
@@ -75,12 +77,12 @@ def test_the_binary_starts_from_the_weights_and_refuses_another_model(weights, t
     assert f"Starting from the weights in {path} (step 3, GECO beta 0.25)" in run.stdout
     assert "Finished at step 5" in run.stdout
     arrays, _, _ = warm_start_lib.read(path)
-    model = checkpoints.restore(str(tmp_path / "warm"))
+    model = runs.restore(str(tmp_path / "warm"))
     keys = {id(v): k for k, v in warm_start_lib.weights_of(model).items()}
     for variable in model.trainable_variables:
         np.testing.assert_array_equal(variable.numpy(),
                                       arrays[keys[id(variable)]].astype(np.float32))
-    assert checkpoints.training_state(tf.train.latest_checkpoint(str(tmp_path / "warm")))[
+    assert runs.training_state(tf.train.latest_checkpoint(str(tmp_path / "warm")))[
         "step"] == 5
 
     refused = other.result()

@@ -1,7 +1,11 @@
-"""One console line per reporting interval: step, speed, ELBO, err, each KL, β and ETA.
+"""Progress on the console: training steps (`Progress`) and counted work (`ProgressBar`).
 
-The speed and the ETA count from ``start`` — called after the first (tracing) call of the
-training step — so the graph's compilation does not distort them.
+`Progress` prints one line per reporting interval of a training run: step, speed, ELBO,
+err, each KL, β and ETA. Its speed and ETA count from ``start``, called after the first
+(tracing) call of the training step, so the graph's compilation does not distort them.
+
+`ProgressBar` counts images for the tools (evaluation, FID, probes): redrawn in place on a
+terminal, one line every few seconds in logs and pipes.
 """
 import sys
 import time
@@ -65,3 +69,38 @@ class Progress:
         )
         print(line, file=self.stream, flush=True)
         return line
+
+
+class ProgressBar:
+    """`label: done/total images (rate/s, ETA)` on stderr for long loops: redrawn in place
+    on a terminal, one line every `every` seconds otherwise (logs, pipes)."""
+
+    def __init__(self, label, total=None, stream=None, every=10.0):
+        self._time = time.monotonic
+        self.label, self.total, self.stream, self.every = label, total, stream or sys.stderr, every
+        self._started = self._last = self._time()
+        self._tty = hasattr(self.stream, "isatty") and self.stream.isatty()
+        self.done = 0
+
+    def __call__(self, done):
+        self.done = done
+        now = self._time()
+        if self._tty or now - self._last >= self.every:
+            self._last = now
+            self._write(self.line(), end="\r" if self._tty else "\n")
+
+    def line(self):
+        elapsed = max(self._time() - self._started, 1e-9)
+        rate = self.done / elapsed
+        text = f"{self.label}: {self.done:,}" + (f"/{self.total:,}" if self.total else "")
+        text += f" images ({rate:.1f}/s"
+        if self.total and rate > 0 and self.done < self.total:
+            text += f", ETA {format_duration((self.total - self.done) / rate)}"
+        return text + ")"
+
+    def finish(self):
+        self._write(self.line() + " done", end="\n")
+
+    def _write(self, text, end):
+        self.stream.write(("\r\033[K" if self._tty else "") + text + end)
+        self.stream.flush()
