@@ -192,7 +192,9 @@ EVALUATORS = {
     "sc": SegmentationEvaluator,
     "fid": FIDEvaluator,
     "probes": ProbeEvaluator,
-    # "elbo": the validation ELBO (metrics/elbo.py), for the training loop's validation.
+    # "elbo": an ElboEvaluator whose run(model, dataset) returns metrics/elbo.py's
+    # validation ELBO on options.split (num_images // batch_size batches), so that the
+    # training loop's validation action calls evaluate(net, dataset, ["elbo"], options).
 }
 METRICS = tuple(EVALUATORS)
 
