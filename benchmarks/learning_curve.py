@@ -17,7 +17,7 @@ import time
 import tensorflow as tf
 
 from genesis_tf import runs
-from genesis_tf.evaluation import segmentation_scores
+from genesis_tf.metrics import suite
 
 
 def main():
@@ -36,6 +36,8 @@ def main():
     if dataset is None:
         raise SystemExit(f"train.dataset not found in {args.model_dir}; pass --dataset")
     data_dir = args.data_dir or runs.read_run_info(args.model_dir)["data_dir"]
+    evaluator = suite.SegmentationEvaluator(
+        suite.Options(num_images=args.num_images, data_dir=data_dir), metrics=("ari", "sc"))
     rows, done = [], set()
     if args.json and os.path.exists(args.json):
         with open(args.json) as f:
@@ -50,9 +52,10 @@ def main():
                 continue
             model = runs.restore(args.model_dir, checkpoint=path)
             started = time.monotonic()
-            scores, _ = segmentation_scores(model, dataset, model.image_size, args.num_images,
-                                            data_dir=data_dir)
-            row = dict(step=facts["step"], beta=facts.get("geco_beta"), **scores)
+            metrics = evaluator.run(model, dataset)
+            row = dict(step=facts["step"], beta=facts.get("geco_beta"),
+                       **{name: metrics[name]["mean"] for name in ("fg_ari", "sc", "msc")},
+                       num_images=evaluator.num_images)
             rows.append(row)
             done.add(row["step"])
             print(f"step {row['step']:6d}  fg_ari {row['fg_ari']:.3f}  sc {row['sc']:.3f}  "

@@ -50,7 +50,6 @@ def main(argv):
 
     from genesis_tf import data as data_lib
     from genesis_tf import figures
-    from genesis_tf.evaluation import segmentation_scores
     from genesis_tf.training import config, train
 
     output_dir = os.path.abspath(FLAGS.output_dir)
@@ -86,9 +85,8 @@ def main(argv):
     result = train(model_dir, **({"warm_start": start["path"],
                                   "learning_rate": CONTINUE_LEARNING_RATE} if start else {}))
 
-    split, image_size = "test", result.model.image_size
-    scores, first = segmentation_scores(result.model, dataset, image_size, EVAL_IMAGES,
-                                        split=split, data_dir=data_dir)
+    split = "test"
+    scores, first = _segmentation_scores(result.model, dataset, data_dir, keep_first=8)
     ari, count = scores["fg_ari"], scores["num_images"]
     step_text = f"after {result.step} training steps"
     decomposition = figures.save_figure(
@@ -129,7 +127,6 @@ def _starting_weights(model_dir, dataset, data_dir):
     from: START_RECORD)."""
     import tensorflow as tf
 
-    from genesis_tf.evaluation import segmentation_scores
     from genesis_tf.training import config, warm_start
 
     record = os.path.join(model_dir, START_RECORD)
@@ -154,8 +151,7 @@ def _starting_weights(model_dir, dataset, data_dir):
         # --gin_bindings changed the model: the shipped weights do not apply.
         print(f"Training from a random initialisation ({cli.one_line(error)}).", flush=True)
         return None
-    scores, _ = segmentation_scores(model, dataset, model.image_size, EVAL_IMAGES,
-                                    data_dir=data_dir)
+    scores, _ = _segmentation_scores(model, dataset, data_dir)
     print(f"Starting from {path}, trained for {state['step']} steps: foreground ARI "
           f"{scores['fg_ari']:.2f}, mSC {scores['msc']:.2f} on {scores['num_images']} test "
           "images. This run continues its training (--from_scratch starts anew).",
@@ -170,6 +166,20 @@ def _starting_weights(model_dir, dataset, data_dir):
 
 def _steps(count):
     return f"{count} step" if count == 1 else f"{count} steps"
+
+
+def _segmentation_scores(model, dataset, data_dir, keep_first=0):
+    """({'fg_ari', 'sc', 'msc': means, 'num_images'}, first) on the first EVAL_IMAGES test
+    images; first: the first `keep_first` of them with their outputs, for the figure."""
+    from genesis_tf.metrics import suite
+
+    evaluator = suite.SegmentationEvaluator(
+        suite.Options(split="test", num_images=EVAL_IMAGES, data_dir=data_dir),
+        keep_first=keep_first)
+    metrics = evaluator.run(model, dataset)
+    scores = {name: metrics[name]["mean"] for name in ("fg_ari", "sc", "msc")}
+    scores["num_images"] = evaluator.num_images
+    return scores, evaluator.first
 
 
 def run():

@@ -159,8 +159,7 @@ def main(argv=None):
                         seed=args.seed)
             aris = None
             if "instance_ids" in batch:
-                from genesis_tf.evaluation import predicted_segmentation
-                from genesis_tf.metrics import foreground_ari
+                from genesis_tf.metrics import foreground_ari, predicted_segmentation
 
                 _, aris = foreground_ari(batch["instance_ids"].numpy(),
                                          predicted_segmentation(out))

@@ -71,47 +71,33 @@ def collect_features(model, dataset, image_size, split, data_dir=None, batch_siz
     `progress`, if given, is called with the number of images done after each batch;
     `num_slots` (if not None) is passed on to ``features`` (K at test time).
     """
-    import tensorflow as tf
-
-    from genesis_tf import data as data_lib
+    from genesis_tf.metrics import forward
 
     tasks = _check_tasks(tasks)
     model_size = getattr(model, "image_size", None)
     if model_size is not None and model_size != image_size:
         raise ValueError(f"the model takes {model_size}×{model_size} images but "
                          f"image_size={image_size} was asked for")
-    kwargs = {} if num_slots is None else {"num_slots": num_slots}
     # features() runs every model in inference mode itself (the scene models call
-    # themselves with training=False and posterior means); one traced function instead of
-    # eager calls keeps a 50,000-image pass affordable. reduce_retracing: the last batch
-    # is usually smaller.
-    features_fn = tf.function(lambda images: model.features(images, **kwargs),
-                              reduce_retracing=True)
-    chunks, labels, done, width = [], {t: [] for t in tasks}, 0, None
-    batches = data_lib.eval_dataset(dataset, image_size, batch_size, split=split,
-                                    data_dir=data_dir, max_examples=max_examples)
-    try:
-        for batch in batches:
-            count = int(batch["image"].shape[0])
-            values = np.asarray(features_fn(batch["image"]), dtype=np.float32)
-            if values.ndim != 2 or values.shape[0] != count:
-                raise ValueError(f"model.features returned shape {values.shape} for {count} "
-                                 "images; expected [images, features]")
-            if width is not None and values.shape[1] != width:
-                raise ValueError(f"model.features changed width from {width} to "
-                                 f"{values.shape[1]} between batches")
-            width = values.shape[1]
-            chunks.append(values)
-            for task in tasks:
-                labels[task].append(TASKS[task].label_fn(batch))
-            done += count
-            if progress is not None:
-                progress(done)
-    except tf.errors.OpError as error:
-        data_lib.raise_if_corrupt(error, dataset, data_dir)  # names the damaged file
-        raise
-    if not done:
-        raise ValueError(f"the {split} split of {dataset} is empty")
+    # themselves with training=False and posterior means); the shared forward traces it
+    # once instead of eager calls, which keeps a 50,000-image pass affordable.
+    chunks, labels, width = [], {t: [] for t in tasks}, None
+    for batch, values in forward.forward_batches(
+            model, dataset, image_size, split=split, data_dir=data_dir,
+            batch_size=batch_size, num_images=max_examples, num_slots=num_slots,
+            call=forward.features, progress=progress):
+        count = int(batch["image"].shape[0])
+        values = np.asarray(values, dtype=np.float32)
+        if values.ndim != 2 or values.shape[0] != count:
+            raise ValueError(f"model.features returned shape {values.shape} for {count} "
+                             "images; expected [images, features]")
+        if width is not None and values.shape[1] != width:
+            raise ValueError(f"model.features changed width from {width} to "
+                             f"{values.shape[1]} between batches")
+        width = values.shape[1]
+        chunks.append(values)
+        for task in tasks:
+            labels[task].append(TASKS[task].label_fn(batch))
     return (np.concatenate(chunks),
             {task: np.concatenate(parts) for task, parts in labels.items()})
 

@@ -1,7 +1,5 @@
 """The ShapeStacks probes: the MLP learns what is there, finds nothing where nothing is,
 and collect_features reads real-format ShapeStacks (built from the builder's dummy data)."""
-import pathlib
-
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -9,8 +7,6 @@ import tensorflow_datasets as tfds
 
 from genesis_tf.metrics import probes
 from tfds_builders.shapestacks import shapestacks_dataset_builder as shapestacks
-
-DUMMY = pathlib.Path(shapestacks.__file__).parent / "dummy_data"
 
 
 def linear_task(num_train, num_test, dim=8, num_classes=4, seed=0):
@@ -161,19 +157,6 @@ class MeanColour:
         return tf.concat([tf.reduce_mean(images, axis=[1, 2]),
                           tf.reduce_sum(tf.cast(images[..., :1] > 0.5, tf.float32),
                                         axis=[1, 2])], axis=1)
-
-
-@pytest.fixture(scope="module")
-def shapestacks_dir(tmp_path_factory):
-    """ShapeStacks built by the real builder from its dummy archives (given as manual
-    files, so nothing is downloaded): train 2 scenarios × 2 views, test 1 × 2."""
-    root = tmp_path_factory.mktemp("shapestacks")
-    builder = shapestacks.Builder(data_dir=str(root))
-    builder.download_and_prepare(
-        download_dir=str(root / "downloads"),
-        download_config=tfds.download.DownloadConfig(
-            manual_dir=str(DUMMY), compute_stats=tfds.download.ComputeStatsMode.SKIP))
-    return str(root)
 
 
 def raw_examples(data_dir, split):

@@ -126,7 +126,7 @@ def test_the_shipped_demo_model_decomposes_and_says_how_it_was_trained(demo_runs
     the sprites of offline Multi-dSprites test images (a model with all foreground in one
     slot scores about 0.25 foreground ARI and 0.07 mSC there), and the README beside them
     states the step they hold."""
-    from genesis_tf.evaluation import segmentation_scores
+    from genesis_tf.metrics.segmentation import segmentation_scores
     from genesis_tf.training import warm_start
 
     assert os.path.exists(SHIPPED_WEIGHTS), "genesis_tf/demo_model/weights.npz is missing"
