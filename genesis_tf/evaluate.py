@@ -3,8 +3,11 @@
     python -m genesis_tf.evaluate --model_dir=runs/md [--split=test] \\
         [--metrics=ari,sc,fid,probes] [--num_images=N] [--num_slots=K]
 
-Prints a table (mean ± standard error over images, the checkpoint's step) and writes
-<model_dir>/eval_<split>_<step>.json. Metrics:
+Prints a table (mean ± standard error over images, the checkpoint's step), then writes
+<model_dir>/eval_<split>_<step>.json (_K<k> with --num_slots, _<dataset> with --dataset),
+keeping the metrics of earlier evaluations in that file that this one does not recompute;
+--output names another file. If the file cannot be written (a read-only or full folder),
+the results are printed as JSON on stdout instead. Metrics:
   ari     foreground ARI (ground-truth background left out) and ARI over all pixels
   sc      segmentation covering SC (pixel-weighted) and mSC (unweighted)
   fid     FID of --fid_images generated and of as many reconstructed images against as
@@ -18,6 +21,7 @@ evaluators of genesis_tf.metrics.suite; this binary only turns flags into its Op
 Exit codes: 0 done, 2 a bad flag, no run or checkpoint, a dataset not prepared, a metric
 the dataset cannot give, Inception weights not found.
 """
+import contextlib
 import json
 import os
 import sys
@@ -51,6 +55,8 @@ flags.DEFINE_integer("probe_train_images", 50_000, "Training images for the prob
 flags.DEFINE_integer("probe_epochs", 100, "Epochs of probe training (the paper: 100).",
                      lower_bound=1)
 flags.DEFINE_integer("seed", 0, "Seed of posterior and prior samples.")
+flags.DEFINE_string("output", None, "The results JSON (default: <model_dir>/eval_<split>_"
+                    "<step>.json, where later evaluations add their metrics).")
 flags.mark_flags_as_required(["model_dir"])
 
 
@@ -79,16 +85,71 @@ def main(argv):
     print(f"Evaluating {path} (step {step}) on {dataset} {FLAGS.split}"
           + (f" with K={FLAGS.num_slots}" if FLAGS.num_slots else "") + ".", flush=True)
     results = suite.run_all(evaluators, model, dataset)
+    print(suite.table(results, step), flush=True)  # first: a failed write loses nothing
+    _warn_if_fewer_images(results, dataset)
 
     report = {"model_dir": os.path.abspath(FLAGS.model_dir), "checkpoint": path,
               "step": step, "dataset": dataset, "split": FLAGS.split,
               "num_slots": FLAGS.num_slots or getattr(model, "num_slots", None),
-              "metrics": results}
-    target = _write_json(report, os.path.join(FLAGS.model_dir,
-                                              f"eval_{FLAGS.split}_{step}.json"))
-    print(suite.table(results, step))
-    print(f"Written to {target}")
+              "metrics": {name: dict(value, settings=_settings()) for name, value
+                          in results.items()}}
+    _save(report, FLAGS.output or os.path.join(FLAGS.model_dir, _result_name(step, dataset)))
     return 0
+
+
+def _result_name(step, dataset):
+    """eval_<split>_<step>[_K<k>][_<dataset>].json: one file per checkpoint, split, K and
+    dataset, into which later evaluations merge their metrics."""
+    parts = [f"eval_{FLAGS.split}_{step}"]
+    if FLAGS.num_slots:
+        parts.append(f"K{FLAGS.num_slots}")
+    if FLAGS.dataset:  # another dataset than the run's
+        parts.append(dataset.replace("/", "-"))
+    return "_".join(parts) + ".json"
+
+
+def _settings():
+    """What a metric was computed with, kept beside it (files merge several evaluations)."""
+    return {"num_images": FLAGS.num_images, "seed": FLAGS.seed,
+            "batch_size": FLAGS.batch_size, "checkpoint": FLAGS.checkpoint}
+
+
+def _warn_if_fewer_images(results, dataset):
+    """One line when --num_images asked for more images than the split holds."""
+    if not FLAGS.num_images:
+        return
+    scored = [v["count"] + v.get("skipped", 0) for v in results.values()
+              if "mean" in v or "accuracy" in v]
+    if scored and max(scored) < FLAGS.num_images:
+        print(f"warning: --num_images={FLAGS.num_images}, but the {FLAGS.split} split of "
+              f"{dataset} has only {max(scored)} images; all of them were scored",
+              file=sys.stderr, flush=True)
+
+
+def _save(report, target):
+    """Merges the metrics into `target` (keeping earlier ones) and writes it; if that
+    fails (a read-only or full folder), prints the results as JSON on stdout instead."""
+    report = _merged(report, target)
+    try:
+        _write_json(report, target)
+    except OSError as error:
+        print(f"warning: cannot write {target} ({error.strerror or error}); the results "
+              "follow as JSON on stdout (--output=FILE writes them elsewhere)",
+              file=sys.stderr, flush=True)
+        print(json.dumps(report, indent=1, sort_keys=True), flush=True)
+        return
+    print(f"Written to {target}")
+
+
+def _merged(report, target):
+    """`report` with the metrics of an earlier evaluation in `target` that it does not
+    recompute."""
+    try:
+        with open(target) as f:
+            earlier = json.load(f)["metrics"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return report  # no earlier file (or not one of ours): nothing to keep
+    return dict(report, metrics={**earlier, **report["metrics"]})
 
 
 def _options(data_dir):
@@ -103,11 +164,18 @@ def _options(data_dir):
 
 def _write_json(report, target):
     """Writes `report` to `target` whole or not at all (a .partial file, then renamed)."""
+    directory = os.path.dirname(os.path.abspath(target))
+    os.makedirs(directory, exist_ok=True)
     partial = target + ".partial"
-    with open(partial, "w") as f:
-        json.dump(report, f, indent=1, sort_keys=True)
-        f.write("\n")
-    os.replace(partial, target)
+    try:
+        with open(partial, "w") as f:
+            json.dump(report, f, indent=1, sort_keys=True)
+            f.write("\n")
+        os.replace(partial, target)
+    except OSError:
+        with contextlib.suppress(OSError):
+            os.remove(partial)  # a full disk: leave no half-written file behind
+        raise
     return target
 
 

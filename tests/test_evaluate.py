@@ -3,6 +3,7 @@ in fresh processes."""
 import json
 import pathlib
 import shutil
+import subprocess
 import sys
 
 import pytest
@@ -11,7 +12,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "training"))
 sys.path.insert(0, str(ROOT / "tests" / "metrics"))
 from test_fid import _standin_graph_def  # noqa: E402
-from training_helpers import parse, start_binary  # noqa: E402
+from training_helpers import in_background, parse, run_binary, start_binary  # noqa: E402
 
 
 def _evaluate(*args, env=None):
@@ -85,8 +86,66 @@ def runs(tmp_path_factory):
                                  f"--data_dir={shapestacks_data}",
                                  "--metrics=ari,sc,probes", "--probe_train_images=4",
                                  "--probe_epochs=2"),
+        "too_many": _evaluate(f"--model_dir={shapestacks_run}", "--dataset=shapestacks",
+                              f"--data_dir={shapestacks_data}", "--metrics=ari",
+                              "--num_images=5", f"--output={root / 'too_many.json'}"),
+        "merged": _in_sequence(_evaluation_copy(run, root / "run_merged"),
+                               ["--metrics=ari", "--num_images=8"],
+                               ["--metrics=sc", "--num_images=8"]),
+        "read_only": _read_only_evaluation(run, root),
     }
     return run, {name: process.result() for name, process in started.items()}
+
+
+def _evaluation_copy(run, copy):
+    shutil.copytree(run, copy, ignore=shutil.ignore_patterns("eval_*"))
+    return copy
+
+
+class _Sequence:
+    """Evaluations of one run, one after the other, in a background thread."""
+
+    def __init__(self, run, arguments):
+        self._future = in_background(
+            lambda: [run_binary("genesis_tf.evaluate", [f"--model_dir={run}", *args],
+                                env={"GENESIS_TF_INCEPTION": None}) for args in arguments])
+
+    def result(self):
+        return self._future.result()
+
+
+def _in_sequence(run, *arguments):
+    return _Sequence(run, arguments)
+
+
+def _read_only_evaluation(run, root):
+    """An evaluation of a run whose folder is a read-only bind mount (root can write into
+    any folder a chmod protects), or None where this machine cannot mount."""
+    source = _evaluation_copy(run, root / "run_read_only_source")
+    target = root / "run_read_only"
+    target.mkdir()
+    mounted = subprocess.run(["mount", "--bind", str(source), str(target)],
+                             capture_output=True).returncode == 0
+    if not mounted or subprocess.run(["mount", "-o", "remount,ro,bind", str(target)],
+                                     capture_output=True).returncode:
+        if mounted:
+            subprocess.run(["umount", str(target)])
+        return _Finished(None)
+    sequence = _in_sequence(target, ["--metrics=ari", "--num_images=8"])
+    return _Finished(sequence, cleanup=lambda: subprocess.run(["umount", str(target)]))
+
+
+class _Finished:
+    def __init__(self, pending, cleanup=None):
+        self._pending, self._cleanup = pending, cleanup
+
+    def result(self):
+        if self._pending is None:
+            return None
+        try:
+            return self._pending.result()[0]
+        finally:
+            self._cleanup()
 
 
 def test_segmentation_metrics_are_printed_and_written_with_the_step(runs):
@@ -156,7 +215,7 @@ def test_shapestacks_probes_and_segmentation_from_the_builders_data(runs):
     run, results = runs
     result = results["shapestacks"]
     assert result.returncode == 0, result.stderr[-3000:]
-    report = json.loads((run.parent / "run_shapestacks" / "eval_test_1.json").read_text())
+    report = json.loads((run.parent / "run_shapestacks" / "eval_test_1_shapestacks.json").read_text())
     assert report["dataset"] == "shapestacks"
     metrics = report["metrics"]
     assert set(metrics) == {"fg_ari", "ari", "sc", "msc", "probe_stability",
@@ -165,3 +224,36 @@ def test_shapestacks_probes_and_segmentation_from_the_builders_data(runs):
         value = metrics[f"probe_{task}"]
         assert value["count"] == 2 and 0.0 <= value["accuracy"] <= 1.0
     assert "probe features, train: 4/4 images" in result.stderr
+
+
+def test_a_second_evaluation_keeps_the_metrics_of_the_first(runs):
+    """--metrics=ari, then --metrics=sc: one file with both (BUILD.md's sequence)."""
+    first, second = runs[1]["merged"]
+    for result in (first, second):
+        assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads((runs[0].parent / "run_merged" / "eval_test_1.json").read_text())
+    assert set(report["metrics"]) == {"fg_ari", "ari", "sc", "msc"}
+    assert report["metrics"]["ari"]["settings"]["num_images"] == 8
+    assert report["metrics"]["ari"]["count"] == 8
+
+
+def test_the_table_comes_first_and_a_read_only_run_folder_gets_json_on_stdout(runs):
+    result = runs[1]["read_only"]
+    if result is None:
+        pytest.skip("this machine cannot make a read-only bind mount")
+    assert result.returncode == 0, result.stderr[-3000:]
+    table_at = result.stdout.index("(checkpoint step 1)")
+    report = json.loads(result.stdout[result.stdout.index("{", table_at):])
+    assert set(report["metrics"]) == {"fg_ari", "ari"} and report["step"] == 1
+    warning = [line for line in result.stderr.splitlines() if line.startswith("warning:")]
+    assert len(warning) == 1 and "cannot write" in warning[0]
+    assert "Read-only file system" in warning[0] and "--output=FILE" in warning[0]
+
+
+def test_more_images_asked_than_the_split_holds_is_said(runs):
+    result = runs[1]["too_many"]
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert ("warning: --num_images=5, but the test split of shapestacks has only 2 images; "
+            "all of them were scored") in result.stderr
+    report = json.loads((runs[0].parent / "too_many.json").read_text())
+    assert report["metrics"]["fg_ari"]["count"] + report["metrics"]["fg_ari"]["skipped"] == 2
