@@ -125,6 +125,7 @@ setuptools.setup(
             "genesis-build-dataset=genesis_tf.build_dataset:run",
             "genesis-export=genesis_tf.export.__main__:run",
             "genesis-evaluate=genesis_tf.evaluate:run",
+            "genesis-visualise=genesis_tf.visualise:run",
         ],
     },
     classifiers=[

@@ -49,7 +49,7 @@ def main(argv):
     import gin
 
     from genesis_tf import data as data_lib
-    from genesis_tf import figures
+    from genesis_tf.plotting import figures
     from genesis_tf.training import config, train
 
     output_dir = os.path.abspath(FLAGS.output_dir)

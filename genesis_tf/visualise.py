@@ -1,197 +1,126 @@
-"""Pictures of decompositions and generations, as NumPy arrays and PNG files.
+"""Labelled figures of a trained run (any model type), as PNG.
 
-Grids have one row per scene: for a decomposition
-``input | reconstruction | segmentation | m_1·x_1 | … | m_K·x_K``, for a generation
-``scene | segmentation | m_1·x_1 | … | m_K·x_K`` (component-wise, as the GENESIS paper's
-figures). Segmentations colour each pixel by the slot with the largest mask.
+    python -m genesis_tf.visualise --model_dir=runs/md --what=decomposition --out=d.png
+
+--what: decomposition (GENESIS Fig. 4, MONet Fig. 3; each row with its foreground ARI when
+the dataset has instance masks), generation (GENESIS Fig. 3: scenes from the prior built slot
+by slot), samples (a grid of generated scenes) or traversal (MONet Fig. 5: one slot of the
+first image, its most active latent dimensions varied one per row); drawn by
+genesis_tf.plotting.figures. Exit codes: 0 written, 2 a bad flag, no run or checkpoint, a
+dataset not prepared.
 """
-import numpy as np
+import os
 
-# Distinct colours for up to 12 slots (more repeat).
-PALETTE = np.array([
-    [230, 25, 75], [60, 180, 75], [255, 225, 25], [0, 130, 200], [245, 130, 48],
-    [145, 30, 180], [70, 240, 240], [240, 50, 230], [210, 245, 60], [250, 190, 212],
-    [0, 128, 128], [170, 110, 40],
-], np.float32) / 255.0
+from absl import flags
 
+from genesis_tf import cli
+from genesis_tf.errors import UserError
 
-def segmentation_colours(log_masks):
-    """log masks [B, K, H, W, 1] -> colour-coded argmax [B, H, W, 3] in [0, 1]."""
-    ids = np.argmax(np.asarray(log_masks)[..., 0], axis=1)
-    return PALETTE[ids % len(PALETTE)]
-
-
-def masked_components(log_masks, components):
-    """m_k · x_k for every slot: [B, K, H, W, 3]."""
-    return np.exp(np.asarray(log_masks)) * np.asarray(components)
-
-
-def _grid(rows, pad=2):
-    """rows: list (per scene) of lists of [H, W, 3] tiles -> one image with white gutters."""
-    tiles = max(len(r) for r in rows)
-    h, w = rows[0][0].shape[:2]
-    grid = np.ones((len(rows) * (h + pad) + pad, tiles * (w + pad) + pad, 3), np.float32)
-    for i, row in enumerate(rows):
-        for j, tile in enumerate(row):
-            y, x = pad + i * (h + pad), pad + j * (w + pad)
-            grid[y:y + h, x:x + w] = np.clip(tile, 0.0, 1.0)
-    return grid
-
-
-def decomposition_grid(images, out, max_rows=8):
-    """Inputs, reconstructions, segmentations and per-slot m_k·x_k of a forward pass."""
-    images = np.asarray(images)[:max_rows]
-    recon = np.asarray(out.recon)[:max_rows]
-    seg = segmentation_colours(np.asarray(out.log_masks)[:max_rows])
-    parts = masked_components(np.asarray(out.log_masks)[:max_rows],
-                              np.asarray(out.components)[:max_rows])
-    rows = [[images[i], recon[i], seg[i], *parts[i]] for i in range(len(images))]
-    return _grid(rows)
-
-
-def generation_grid(samples, max_rows=8):
-    """Generated scenes, their segmentations and their components, slot by slot."""
-    recon = np.asarray(samples.recon)[:max_rows]
-    seg = segmentation_colours(np.asarray(samples.log_masks)[:max_rows])
-    parts = masked_components(np.asarray(samples.log_masks)[:max_rows],
-                              np.asarray(samples.components)[:max_rows])
-    rows = [[recon[i], seg[i], *parts[i]] for i in range(len(recon))]
-    return _grid(rows)
-
-
-def to_uint8(image):
-    return (np.clip(np.asarray(image), 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
-
-
-def save_png(image, path, scale=2):
-    """Writes a float [H, W, 3] image in [0, 1] as PNG, enlarged `scale` times."""
-    from PIL import Image
-
-    picture = Image.fromarray(to_uint8(image))
-    if scale > 1:
-        picture = picture.resize((picture.width * scale, picture.height * scale),
-                                 Image.NEAREST)
-    picture.save(path)
-    return path
-
-
-MODEL_NAMES = {"Genesis": "GENESIS", "GenesisS": "GENESIS-S", "MONet": "MONet",
-               "BDVAE": "BD-VAE", "DCVAE": "DC-VAE"}
 FIGURES = ("decomposition", "generation", "samples", "traversal")
 
-
-def main(argv=None):
-    """python -m genesis_tf.visualise --model_dir=DIR --what=decomposition --out=FILE.png
-
-    Labelled figures of a trained run (any model type): decomposition (GENESIS Fig. 4,
-    MONet Fig. 3: input, reconstruction, segmentation, each slot's m·x and mask, per-image
-    foreground ARI when the dataset has instance masks), generation (GENESIS Fig. 3:
-    scenes from the prior built slot by slot), samples (a grid of generated scenes) or
-    traversal (MONet Fig. 5: one slot of the first test image, its most active latent
-    dimensions varied one per row around the posterior mean).
-    Exit codes: 0 written, 2 no run or checkpoint, a dataset not prepared.
-    """
-    import argparse
-    import sys
-
-    from genesis_tf import cli
-
-    parser = argparse.ArgumentParser(prog="python -m genesis_tf.visualise",
-                                     description=main.__doc__.splitlines()[2].strip())
-    parser.add_argument("--model_dir", required=True)
-    parser.add_argument("--what", choices=FIGURES, required=True)
-    parser.add_argument("--out", required=True, help="PNG file to write")
-    parser.add_argument("--num_images", type=int, default=8)
-    parser.add_argument("--num_slots", type=int, default=None, help="K (default: as trained)")
-    parser.add_argument("--slot", type=int, default=None,
-                        help="traversal: slot to vary, 1..K (default: the largest after "
-                        "the background)")
-    parser.add_argument("--dims", type=int, default=3,
-                        help="traversal: dimensions per latent group")
-    parser.add_argument("--split", default="test")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--checkpoint", default=None)
-    parser.add_argument("--dataset", default=None, help="default: the run's")
-    parser.add_argument("--data_dir", default=None, help="default: the run's")
-    args = parser.parse_args(argv)
-    if args.num_images < 1:
-        parser.error("--num_images must be >= 1")
-    if args.dims < 1:
-        parser.error("--dims must be >= 1")
-    if args.slot is not None and args.slot < 1:
-        parser.error("--slot counts from 1")
-    cli.quiet_logging(False)
-
-    from genesis_tf import data as data_lib
-    from genesis_tf import figures, runs
-    from genesis_tf.runs import CheckpointMismatchError
-
-    try:
-        model, _, state = runs.restore_with_state(args.model_dir, args.checkpoint)
-        step = state.get("step", 0)
-        name = f"{MODEL_NAMES.get(type(model).__name__, type(model).__name__)} (step {step})"
-        if args.what in ("decomposition", "traversal"):
-            run_info = runs.read_run_info(args.model_dir)
-            dataset = args.dataset or run_info["dataset"]
-            data_dir = args.data_dir or run_info["data_dir"]
-            if dataset is None:
-                raise FileNotFoundError(f"{args.model_dir} records no dataset; pass "
-                                        "--dataset")
-            data_lib.check_available(dataset, data_dir)
-            batch = next(iter(data_lib.eval_dataset(dataset, model.image_size,
-                                                    args.num_images, split=args.split,
-                                                    data_dir=data_dir)))
-            if args.what == "traversal":
-                from genesis_tf import traversal
-
-                if args.slot is not None and args.slot > model.num_slots:
-                    print(f"error: --slot={args.slot}: the model has {model.num_slots} "
-                          f"slot(s), numbered 1..{model.num_slots}", file=sys.stderr)
-                    return 2
-                result = traversal.traverse(
-                    model, batch["image"].numpy(), dims_per_group=args.dims,
-                    slot=None if args.slot is None else args.slot - 1)
-                figure = figures.traversal_figure(
-                    result, title=f"{name}: traversing slot {result.slot + 1} of a "
-                    f"{dataset} {args.split} image")
-                return _write(figure, args.out)
-            out = model(batch["image"], training=False, num_slots=args.num_slots,
-                        seed=args.seed)
-            aris = None
-            if "instance_ids" in batch:
-                from genesis_tf.metrics import foreground_ari, predicted_segmentation
-
-                _, aris = foreground_ari(batch["instance_ids"].numpy(),
-                                         predicted_segmentation(out))
-            figure = figures.decomposition_figure(
-                batch["image"].numpy(), out, aris=aris, max_rows=args.num_images,
-                title=f"{name} decomposing {dataset} {args.split} images")
-        else:
-            samples = model.sample(batch_size=args.num_images, seed=args.seed,
-                                   num_slots=args.num_slots)
-            figure = (figures.generation_figure(
-                samples, max_rows=args.num_images,
-                title=f"{name} generating scenes slot by slot")
-                if args.what == "generation" else figures.samples_figure(
-                    samples, title=f"{name}: samples from the prior"))
-    except (FileNotFoundError, CheckpointMismatchError, data_lib.DatasetNotPreparedError,
-            data_lib.UnknownDatasetError) as error:
-        print(f"error: {cli.one_line(error)}", file=sys.stderr)
-        return 2
-    return _write(figure, args.out)
+FLAGS = flags.FLAGS
+flags.DEFINE_string("model_dir", None, "The training run (required).")
+flags.DEFINE_string("what", None, f"The figure (required): one of {', '.join(FIGURES)}.")
+flags.DEFINE_string("out", None, "PNG file to write (required).")
+flags.DEFINE_integer("num_images", 8, "Images (scenes) in the figure.")
+flags.DEFINE_integer("num_slots", None, "K (default: as trained).")
+flags.DEFINE_integer("slot", None, "traversal: slot to vary, 1..K (default: the largest "
+                     "after the background).")
+flags.DEFINE_integer("dims", 3, "traversal: dimensions per latent group.")
+flags.DEFINE_string("split", "test", "Dataset split of the input images.")
+flags.DEFINE_integer("seed", 0, "Seed of posterior and prior samples.")
+flags.DEFINE_string("checkpoint", None, "A checkpoint of the run (default: the latest).")
+flags.DEFINE_string("dataset", None, "The dataset of the images (default: the run's).")
+flags.DEFINE_string("data_dir", None, "Its TFDS data_dir (default: the run's).")
 
 
-def _write(figure, path):
-    import os
+class VisualiseError(UserError, ValueError):
+    """A flag or a run that cannot give the figure asked for; the message says why."""
 
-    from genesis_tf import figures
 
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    print(f"Wrote {figures.save_figure(figure, path)}")
+def _check_flags(argv):
+    """Flag mistakes first: they need no TensorFlow (seconds to import)."""
+    if len(argv) > 1:
+        raise VisualiseError(f"unexpected arguments: {' '.join(argv[1:])}")
+    for name in ("model_dir", "what", "out"):
+        if not FLAGS[name].value:
+            raise VisualiseError(f"--{name} is required (python -m genesis_tf.visualise "
+                                 "--model_dir=RUN --what=decomposition --out=FILE.png)")
+    if FLAGS.what not in FIGURES:
+        raise VisualiseError(f"--what={FLAGS.what}: choose from {', '.join(FIGURES)}")
+    for name in ("num_images", "dims", "num_slots", "slot"):  # slots count from 1
+        if FLAGS[name].value is not None and FLAGS[name].value < 1:
+            raise VisualiseError(f"--{name}={FLAGS[name].value}: must be >= 1")
+
+
+def _load_batch(model):
+    """(dataset name, the first --num_images images of --split) of the run's dataset."""
+    from genesis_tf import data, runs
+
+    recorded = runs.read_run_info(FLAGS.model_dir)
+    dataset, data_dir = FLAGS.dataset or recorded["dataset"], FLAGS.data_dir or recorded["data_dir"]
+    if dataset is None:
+        raise VisualiseError(f"{FLAGS.model_dir} records no dataset; pass --dataset")
+    data.check_available(dataset, data_dir)
+    return dataset, next(iter(data.eval_dataset(dataset, model.image_size, FLAGS.num_images,
+                                                split=FLAGS.split, data_dir=data_dir)))
+
+
+def _decomposition(model, name, figures):
+    dataset, batch = _load_batch(model)
+    out = model(batch["image"], training=False, num_slots=FLAGS.num_slots, seed=FLAGS.seed)
+    aris = None
+    if "instance_ids" in batch:
+        from genesis_tf.metrics import predicted_segmentation
+        from genesis_tf.metrics import foreground_ari
+
+        _, aris = foreground_ari(batch["instance_ids"].numpy(), predicted_segmentation(out))
+    return figures.decomposition_figure(
+        batch["image"].numpy(), out, aris=aris, max_rows=FLAGS.num_images,
+        title=f"{name} decomposing {dataset} {FLAGS.split} images")
+
+
+def _traversal(model, name, figures):
+    from genesis_tf import traversal
+
+    if FLAGS.slot is not None and FLAGS.slot > model.num_slots:
+        raise VisualiseError(f"--slot={FLAGS.slot}: the model has {model.num_slots} "
+                             f"slot(s), numbered 1..{model.num_slots}")
+    dataset, batch = _load_batch(model)
+    result = traversal.traverse(model, batch["image"].numpy(), dims_per_group=FLAGS.dims,
+                                slot=None if FLAGS.slot is None else FLAGS.slot - 1)
+    return figures.traversal_figure(result, title=f"{name}: traversing slot "
+                                    f"{result.slot + 1} of a {dataset} {FLAGS.split} image")
+
+
+def _generation(model, name, figures):
+    samples = model.sample(batch_size=FLAGS.num_images, seed=FLAGS.seed,
+                           num_slots=FLAGS.num_slots)
+    if FLAGS.what == "samples":
+        return figures.samples_figure(samples, title=f"{name}: samples from the prior")
+    return figures.generation_figure(samples, max_rows=FLAGS.num_images,
+                                     title=f"{name} generating scenes slot by slot")
+
+
+def main(argv):
+    _check_flags(argv)
+    cli.quiet_logging(cli.verbosity_requested(FLAGS))
+    from genesis_tf import runs
+    from genesis_tf.plotting import figures
+
+    model, _, state = runs.restore_with_state(FLAGS.model_dir, FLAGS.checkpoint)
+    name = f"{figures.model_title(model)} (step {state.get('step', 0)})"
+    draw = {"decomposition": _decomposition, "traversal": _traversal}
+    figure = draw.get(FLAGS.what, _generation)(model, name, figures)
+    os.makedirs(os.path.dirname(os.path.abspath(FLAGS.out)), exist_ok=True)
+    print(f"Wrote {figures.save_figure(figure, FLAGS.out)}")
     return 0
 
 
-if __name__ == "__main__":
-    import sys
+def run():
+    """Console-script entry point (genesis-visualise)."""
+    cli.run_main(main)
 
-    sys.exit(main())
+
+if __name__ == "__main__":
+    run()

@@ -194,7 +194,7 @@ def test_mistakes_are_one_line_errors(runs, case, message):
 def test_visualise_writes_labelled_figures_of_the_run(runs):
     from PIL import Image
 
-    from genesis_tf import figures
+    from genesis_tf.plotting import figures
 
     run, results = runs
     figure_dir = run.parent / "figures"

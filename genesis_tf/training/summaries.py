@@ -2,7 +2,7 @@
 import numpy as np
 import tensorflow as tf
 
-from genesis_tf import visualise
+from genesis_tf.plotting import grids
 
 OPTIM_NAMES = {"beta": "optim/beta", "err_ema": "optim/geco_err_ema",
                "steps_per_sec": "optim/steps_per_sec"}
@@ -23,8 +23,8 @@ def write_images(writer, step, images, out, samples):
         tf.summary.image("images/input", images, max_outputs=8)
         tf.summary.image("images/recon", np.clip(np.asarray(out.recon), 0, 1), max_outputs=8)
         tf.summary.image("images/segmentation",
-                         visualise.segmentation_colours(out.log_masks), max_outputs=8)
+                         grids.segmentation_colours(out.log_masks), max_outputs=8)
         tf.summary.image("images/decomposition",
-                         visualise.decomposition_grid(images, out)[None], max_outputs=1)
+                         grids.decomposition_grid(images, out)[None], max_outputs=1)
         tf.summary.image("images/samples",
-                         visualise.generation_grid(samples)[None], max_outputs=1)
+                         grids.generation_grid(samples)[None], max_outputs=1)

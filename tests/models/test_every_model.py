@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from genesis_tf import visualise
 from genesis_tf.models import MODELS, config_of
 from genesis_tf.models.base import from_description
+from genesis_tf.plotting import grids
 from genesis_tf.training import summaries
 
 SIZE = 32
@@ -34,17 +34,17 @@ def test_summaries_figures_and_description_round_trip(name, tmp_path):
     summaries.write_images(writer, 1, images.numpy(), out, samples)
     writer.flush()
     assert list((tmp_path / "train").glob("events.out.tfevents.*"))
-    decomposition = visualise.decomposition_grid(images.numpy(), out)
-    generation = visualise.generation_grid(samples)
+    decomposition = grids.decomposition_grid(images.numpy(), out)
+    generation = grids.generation_grid(samples)
     for figure in (decomposition, generation):
         assert figure.ndim == 3 and figure.shape[-1] == 3 and np.isfinite(figure).all()
-    visualise.save_png(decomposition, str(tmp_path / "decomposition.png"))
+    grids.save_png(decomposition, str(tmp_path / "decomposition.png"))
     assert (tmp_path / "decomposition.png").stat().st_size > 0
 
     # The labelled figures of genesis_tf.visualise's command render for every model type.
     from PIL import Image
 
-    from genesis_tf import figures
+    from genesis_tf.plotting import figures
 
     drawn = {
         "decomposition": (figures.decomposition_figure(images.numpy(), out, title=name),
@@ -111,7 +111,8 @@ def test_export_takes_the_model(name, tmp_path):
 def test_decode_of_the_latents_redraws_the_scene_and_traversals_render(name, tmp_path):
     from PIL import Image
 
-    from genesis_tf import figures, traversal
+    from genesis_tf import traversal
+    from genesis_tf.plotting import figures
 
     model = MODELS[name](image_size=SIZE, **TINY[name]).build_for_images()
     # Images of different brightness, so that even untrained encoders spread their means.

@@ -2,14 +2,12 @@
 import os
 
 import gin
-import numpy as np
 import pytest
 from PIL import Image
 from training_helpers import run_binary, start_binary
 
 import genesis_tf
-from genesis_tf import figures, visualise
-from genesis_tf.models import SceneOutput
+from genesis_tf.plotting import figures
 
 # genesis_tf.demo.SHIPPED_WEIGHTS (importing the demo here would define its absl flags
 # a second time in this process).
@@ -140,24 +138,3 @@ def test_the_shipped_demo_model_decomposes_and_says_how_it_was_trained(demo_runs
                                     data_dir=str(root / "data"))
     assert scores["num_images"] == 64
     assert scores["fg_ari"] > 0.35 and scores["msc"] > 0.25, scores
-
-
-def test_segmentation_colours_follow_the_largest_mask():
-    log_masks = np.log(np.array([0.7, 0.2, 0.1]))[None, :, None, None, None] * np.ones(
-        (1, 3, 2, 2, 1))
-    log_masks[0, :, 1, 1, 0] = np.log([0.1, 0.1, 0.8])
-    colours = visualise.segmentation_colours(log_masks)
-    np.testing.assert_allclose(colours[0, 0, 0], visualise.PALETTE[0])
-    np.testing.assert_allclose(colours[0, 1, 1], visualise.PALETTE[2])
-
-
-def test_decomposition_grid_tiles():
-    b, k, s = 2, 3, 4
-    masks = np.full((b, k, s, s, 1), np.log(1 / k))
-    comps = np.ones((b, k, s, s, 3))
-    out = SceneOutput(recon=np.ones((b, s, s, 3)), log_masks=masks, components=comps)
-    grid = visualise.decomposition_grid(np.zeros((b, s, s, 3)), out)
-    assert grid.shape == (b * (s + 2) + 2, (3 + k) * (s + 2) + 2, 3)
-    # The input tile (black) and a component tile (m_k · x_k = 1/3) sit where expected.
-    np.testing.assert_allclose(grid[2:2 + s, 2:2 + s], 0.0)
-    np.testing.assert_allclose(grid[2:2 + s, 2 + 3 * (s + 2):2 + 3 * (s + 2) + s], 1 / 3)

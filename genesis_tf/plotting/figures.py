@@ -16,11 +16,17 @@ appears slot by slot; the last column is the segmentation.
 dimension per row.
 
 All have a fixed size in pixels (``figure_size``), so the PNGs are comparable between
-runs. The NumPy grids in genesis_tf.visualise remain for TensorBoard.
+runs. The colours and NumPy pieces come from genesis_tf.plotting.grids (below this module,
+and what TensorBoard's previews use); python -m genesis_tf.visualise draws these figures
+of a trained run.
 """
 import numpy as np
 
-from genesis_tf.visualise import PALETTE, masked_components, segmentation_colours
+from genesis_tf.plotting.grids import masked_components, segmentation_colours, slot_colour
+
+# The papers' names of the model classes, for titles.
+MODEL_NAMES = {"Genesis": "GENESIS", "GenesisS": "GENESIS-S", "MONet": "MONet",
+               "BDVAE": "BD-VAE", "DCVAE": "DC-VAE"}
 
 TILE_INCHES = 0.9
 DPI = 100
@@ -36,8 +42,10 @@ def figure_size(rows, columns):
     return int(round(width * DPI)), int(round(height * DPI))
 
 
-def _slot_colour(k):
-    return PALETTE[k % len(PALETTE)]
+def model_title(model):
+    """The paper's name of a model's class (GENESIS-S, BD-VAE, ...), else the class name."""
+    name = type(model).__name__
+    return MODEL_NAMES.get(name, name)
 
 
 def _figure(rows, columns, title):
@@ -94,8 +102,8 @@ def decomposition_figure(images, out, title="GENESIS decomposition", aris=None, 
         _show(axes[i, 1], recon[i])
         _show(axes[i, 2], segmentation[i])
         for k in range(slots):
-            _show(axes[i, 3 + k], parts[i, k], frame=_slot_colour(k))
-            _show(axes[i, 3 + slots + k], masks[i, k], frame=_slot_colour(k), cmap="gray")
+            _show(axes[i, 3 + k], parts[i, k], frame=slot_colour(k))
+            _show(axes[i, 3 + slots + k], masks[i, k], frame=slot_colour(k), cmap="gray")
         label = f"image {i + 1}"
         if aris is not None and np.isfinite(aris[i]):
             label += f"\nARI {aris[i]:.2f}"
@@ -104,8 +112,8 @@ def decomposition_figure(images, out, title="GENESIS decomposition", aris=None, 
     for j, text in enumerate(("input", "reconstruction", "segmentation")):
         _header(axes[0, j], text)
     for k in range(slots):
-        _header(axes[0, 3 + k], f"slot {k + 1}: m·x", _slot_colour(k))
-        _header(axes[0, 3 + slots + k], f"mask {k + 1}", _slot_colour(k))
+        _header(axes[0, 3 + k], f"slot {k + 1}: m·x", slot_colour(k))
+        _header(axes[0, 3 + slots + k], f"mask {k + 1}", slot_colour(k))
     return figure
 
 
@@ -119,12 +127,12 @@ def generation_figure(samples, title="GENESIS generation, slot by slot", max_row
     figure, axes = _figure(rows, slots + 1, title)
     for i in range(rows):
         for k in range(slots):
-            _show(axes[i, k], canvases[i, k], frame=_slot_colour(k))
+            _show(axes[i, k], canvases[i, k], frame=slot_colour(k))
         _show(axes[i, slots], segmentation[i])
         axes[i, 0].set_ylabel(f"scene {i + 1}", fontsize=7, rotation=0, ha="right",
                               va="center", labelpad=6)
     for k in range(slots):
-        _header(axes[0, k], "slot 1" if k == 0 else f"+ slot {k + 1}", _slot_colour(k))
+        _header(axes[0, k], "slot 1" if k == 0 else f"+ slot {k + 1}", slot_colour(k))
     _header(axes[0, slots], "segmentation")
     return figure
 
@@ -150,7 +158,7 @@ def traversal_figure(traversal, title="Latent traversal"):
     """A labelled Figure of a genesis_tf.traversal.Traversal: one row per latent dimension,
     the input image first, then the decoded scene at each value (offsets in stds)."""
     rows, values = traversal.scenes.shape[:2]
-    colour = _slot_colour(traversal.slot)
+    colour = slot_colour(traversal.slot)
     figure, axes = _figure(rows, values + 1, title)
     for i, (group, dim) in enumerate(traversal.rows):
         _show(axes[i, 0], traversal.image)

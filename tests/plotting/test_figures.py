@@ -2,8 +2,8 @@
 import numpy as np
 from PIL import Image
 
-from genesis_tf import figures
 from genesis_tf.models import SceneOutput
+from genesis_tf.plotting import figures, grids
 
 
 def _scene_output(batch=2, slots=3, size=8, seed=0):
@@ -29,7 +29,7 @@ def test_decomposition_figure_has_its_labels_and_size(tmp_path):
     # The slot columns are framed in the slot's segmentation colour.
     slot_axes = figure.axes[3]
     np.testing.assert_allclose(slot_axes.spines["top"].get_edgecolor()[:3],
-                               figures.PALETTE[0], atol=1e-6)
+                               grids.PALETTE[0], atol=1e-6)
 
 
 def test_generation_figure_builds_the_scene_slot_by_slot(tmp_path):
@@ -43,3 +43,10 @@ def test_generation_figure_builds_the_scene_slot_by_slot(tmp_path):
     np.testing.assert_allclose(last, np.clip(samples.recon[0], 0, 1), atol=1e-6)
     path = figures.save_figure(figure, str(tmp_path / "g.png"))
     assert Image.open(path).size == figures.figure_size(3, 4 + 1)
+
+
+def test_titles_name_models_as_the_papers_do():
+    GenesisS = type("GenesisS", (), {})
+    NewModel = type("NewModel", (), {})
+    assert figures.model_title(GenesisS()) == "GENESIS-S"
+    assert figures.model_title(NewModel()) == "NewModel"
