@@ -32,6 +32,9 @@ flags.DEFINE_string("checkpoint", None, "A checkpoint of the run (default: the l
                     "e.g. runs/gqn/ckpt-5000.")
 flags.DEFINE_integer("max_generate_images", 256, "Largest num_images that generate "
                      "accepts in one request.", lower_bound=1)
+flags.DEFINE_integer("max_decompose_images", 256, "Largest batch of images that "
+                     "decompose, decompose_float and features accept in one request.",
+                     lower_bound=1)
 flags.DEFINE_bool("overwrite", False, "Replace export_dir/<version> if it exists.")
 flags.mark_flags_as_required(["model_dir", "export_dir"])
 
@@ -75,7 +78,8 @@ def main(argv):
     try:
         description = export_model(model, target, num_slots=FLAGS.num_slots, info=info,
                                    overwrite=FLAGS.overwrite,
-                                   max_generate_images=FLAGS.max_generate_images)
+                                   max_generate_images=FLAGS.max_generate_images,
+                                   max_decompose_images=FLAGS.max_decompose_images)
     except ExportError as error:
         return fail(error)
     print(summary(description, target))

@@ -10,6 +10,11 @@ gRPC (the optional extra: pip install 'genesis_tf[serving]', i.e. tensorflow-ser
 
     outputs = predict_grpc("localhost:8500", images, signature_name="decompose")
     outputs["segmentation"]                          # int32 [N, S, S]
+
+Images are checked before they are sent: the uint8 signatures (decompose, features)
+take uint8, integers in 0..255, or floats in [0, 1], which are converted explicitly as
+round(x * 255); decompose_float takes finite floats in [0, 1]. Anything else (0-255
+floats, 300, NaN) raises a ValueError naming the fix instead of being cast silently.
 """
 import numpy as np
 
@@ -23,6 +28,62 @@ SIGNATURE_INPUTS = {
 }
 
 
+def _uint8_images(signature_name, images):
+    """images as uint8 for a uint8 signature, converted only where nothing is lost.
+
+    Floats in [0, 1] become round(x * 255); integers in 0..255 are kept. Anything else
+    is refused: numpy's cast would turn 0.7 into 0 and 300 into 44 without a word.
+    """
+    array = np.asarray(images)
+    if array.dtype == np.uint8:
+        return array
+    fix = f"signature {signature_name!r} takes uint8 images (0-255)"
+    if array.dtype.kind == "f":
+        _check_unit_floats(array, f"{fix} or floats in [0, 1] (sent as round(x * 255))",
+                           "convert 8-bit images with numpy.asarray(images, numpy.uint8) "
+                           "or divide them by 255")
+        return np.round(array.astype(np.float64) * 255).astype(np.uint8)
+    if array.dtype.kind in "iu":
+        if array.size and (array.min() < 0 or array.max() > 255):
+            raise ValueError(f"{fix}; got integers from {array.min()} to {array.max()}: "
+                             "scale or clip them to 0..255 first")
+        return array.astype(np.uint8)
+    raise ValueError(f"{fix}; got dtype {array.dtype}: convert with "
+                     "numpy.asarray(images, numpy.uint8)")
+
+
+def _check_unit_floats(array, takes, fix):
+    """Refuses float images that are not finite or not in [0, 1], naming the fix."""
+    if not np.all(np.isfinite(array)):
+        raise ValueError(f"{takes}; got {np.size(array) - np.isfinite(array).sum()} NaN or "
+                         "infinite values: replace them (e.g. numpy.nan_to_num) first")
+    if array.size and (array.min() < 0 or array.max() > 1):
+        raise ValueError(f"{takes}; got floats from {array.min():g} to {array.max():g}: "
+                         f"{fix}")
+
+
+def _convert(signature_name, name, value, dtype):
+    if name == "images" and dtype == np.uint8:
+        return _uint8_images(signature_name, value)
+    original = np.asarray(value)
+    if name == "images":
+        if original.dtype.kind != "f":
+            raise ValueError(f"signature {signature_name!r} takes float images in [0, 1]; got "
+                             f"dtype {original.dtype}: divide 8-bit images by 255 or use the "
+                             "decompose signature")
+        _check_unit_floats(original, f"signature {signature_name!r} takes floats in [0, 1]",
+                           "divide 8-bit images by 255 or use the decompose signature")
+        return np.asarray(original, dtype=dtype)
+    # Scalars such as num_images: refused rather than truncated (2.5) or wrapped (2**40).
+    try:
+        converted = np.asarray(value, dtype=dtype)
+    except OverflowError:
+        converted = None
+    if converted is None or not np.array_equal(converted, original):
+        raise ValueError(f"{name}={value!r} does not fit {np.dtype(dtype).name}")
+    return converted
+
+
 def _inputs(signature_name, inputs):
     if signature_name not in SIGNATURE_INPUTS:
         raise ValueError(f"unknown signature {signature_name!r}; the export has "
@@ -31,7 +92,8 @@ def _inputs(signature_name, inputs):
     if sorted(inputs) != sorted(expected):
         raise ValueError(f"signature {signature_name!r} takes inputs {sorted(expected)}, "
                          f"got {sorted(inputs)}")
-    return {name: np.asarray(value, dtype=expected[name]) for name, value in inputs.items()}
+    return {name: _convert(signature_name, name, value, expected[name])
+            for name, value in inputs.items()}
 
 
 def rest_request(images=None, signature_name="decompose", **inputs):

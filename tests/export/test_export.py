@@ -4,6 +4,7 @@ fresh process that never imports genesis_tf, and TF Serving's own protocol buffe
 import json
 import os
 import pathlib
+import re
 import subprocess
 import sys
 
@@ -16,6 +17,9 @@ sys.path.insert(0, str(ROOT / "tests" / "training"))
 from training_helpers import parse, run_binary  # noqa: E402
 
 SIZE, SLOTS, STEPS = 32, 3, 3
+# The export's --max_decompose_images: tiny, so refusing CAP + 1 images costs little; the
+# two-image batches below are exactly at the cap.
+CAP = 2
 SIGNATURES = ("serving_default", "decompose", "decompose_float", "generate", "features")
 
 # Runs in a fresh process with only TensorFlow: loads the export, runs every signature,
@@ -56,6 +60,27 @@ for case, value in wrong.items():
         errors[case] = None
     except Exception as error:
         errors[case] = type(error).__name__ + ": " + str(error)
+# decompose_float refuses what it cannot answer: NaN, infinite and 0-255 pixels.
+unit = images / np.float32(255.0)
+nan, inf = unit.copy(), unit.copy()
+nan[0, 1, 2, 0] = np.nan
+inf[1, 3, 4, 2] = np.inf
+for case, value in (("float_nan", nan), ("float_inf", inf), ("float_255", images * 1.0)):
+    try:
+        sig["decompose_float"](images=tf.constant(value, tf.float32))
+        errors[case] = None
+    except Exception as error:
+        errors[case] = type(error).__name__ + ": " + str(error)
+# Every image signature refuses one image more than the export's cap.
+more = np.concatenate([images, images[:1]])
+for name, value in (("decompose", more), ("decompose_float", more / np.float32(255.0)),
+                    ("features", more)):
+    try:
+        dtype = tf.float32 if name == "decompose_float" else tf.uint8
+        sig[name](images=tf.constant(value, dtype))
+        errors["cap_" + name] = None
+    except Exception as error:
+        errors["cap_" + name] = type(error).__name__ + ": " + str(error)
 for case, count in (("zero_images", 0), ("too_many_images", 10 ** 6)):
     try:
         sig["generate"](num_images=tf.constant(count), seed=tf.constant(1, tf.int64))
@@ -77,7 +102,9 @@ with tf.compat.v1.Session(graph=tf.Graph()) as session:
                                            [fetch._as_tf_output()], [], None)[0]
 
     errors["session_ok_shape"] = list(run(images).shape)
-    for case in ("rank", "size", "channels", "empty"):
+    # An int32 tensor as a gRPC request carries it: refused by the session, not cast.
+    wrong["int32"] = images.astype(np.int32)
+    for case in ("rank", "size", "channels", "empty", "int32"):
         try:
             run(wrong[case])
             errors["session_" + case] = None
@@ -112,7 +139,8 @@ def exported(trained_run, tmp_path_factory):
     run_dir, _ = trained_run
     export_dir = tmp_path_factory.mktemp("exports") / "genesis"
     result = run_binary("genesis_tf.export",
-                        [f"--model_dir={run_dir}", f"--export_dir={export_dir}"])
+                        [f"--model_dir={run_dir}", f"--export_dir={export_dir}",
+                         f"--max_decompose_images={CAP}"])
     assert result.returncode == 0, result.stderr[-3000:]
     return export_dir / str(STEPS), result
 
@@ -133,6 +161,7 @@ def test_binary_writes_a_versioned_export_and_describes_it(trained_run, exported
     assert info["class_name"] == "Genesis"
     assert info["training_step"] == STEPS and info["num_slots"] == SLOTS
     assert info["config"]["image_size"] == SIZE
+    assert info["max_decompose_images"] == CAP and info["max_generate_images"] == 256
     beta = tf.train.load_checkpoint(info["checkpoint"]).get_tensor(
         "geco/beta/.ATTRIBUTES/VARIABLE_VALUE")
     assert info["geco_beta"] == pytest.approx(float(beta))
@@ -182,6 +211,42 @@ def test_saved_model_cli_shows_and_runs_the_signatures(exported, images, tmp_pat
     assert np.load(tmp_path / "generate" / "images.npy").shape == (2, SIZE, SIZE, 3)
 
 
+def test_saved_model_cli_with_an_int32_file(trained_run, exported, images, tmp_path):
+    """saved_model_cli run (like any TF1 Session.run) casts a .npy file to the signature's
+    dtype with numpy before the graph runs: an int32 file of 0-255 pixels reaches
+    decompose_float as 0-255 floats, which its graph refuses; on the uint8 signatures the
+    graph receives uint8 and cannot tell (values in 0..255 survive the cast unchanged)."""
+    path, _ = exported
+    _, model = trained_run
+    # The console script pip installs beside the interpreter, as users run it.
+    cli = [str(pathlib.Path(sys.executable).parent / "saved_model_cli")]
+    np.save(tmp_path / "int32.npy", images.astype(np.int32))
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    processes = {
+        name: subprocess.Popen(
+            cli + ["run", "--dir", str(path), "--tag_set", "serve", "--signature_def", name,
+                   "--inputs", f"images={tmp_path / 'int32.npy'}",
+                   "--outdir", str(tmp_path / name)],
+            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for name in ("decompose_float", "decompose")
+    }
+    results = {name: (p.communicate(timeout=300), p.returncode)
+               for name, p in processes.items()}
+
+    (_, stderr), returncode = results["decompose_float"]
+    assert returncode != 0 and not (tmp_path / "decompose_float").exists()
+    message = (f"assertion failed: [images must be floats in [0, 1], got min {images.min()} "
+               f"and max {images.max()}: divide 8-bit images by 255 or use the decompose "
+               "signature]")
+    assert message in stderr.splitlines(), stderr[-2000:]
+
+    (_, stderr), returncode = results["decompose"]
+    assert returncode == 0, stderr[-2000:]
+    out = model(images, training=False, deterministic=True)
+    np.testing.assert_allclose(np.load(tmp_path / "decompose" / "masks.npy"),
+                               np.exp(out.log_masks.numpy()[..., 0]), atol=1e-5)
+
+
 def test_fresh_process_without_genesis_tf_reproduces_the_model(trained_run, exported, images,
                                                                 tmp_path):
     path, _ = exported
@@ -226,6 +291,27 @@ def test_fresh_process_without_genesis_tf_reproduces_the_model(trained_run, expo
     assert errors["session_ok_shape"] == [2, SLOTS, SIZE, SIZE]
     for case in ("zero_images", "too_many_images"):
         assert "num_images must be an int32 scalar in [1, 256]" in errors[case], errors[case]
+    assert "Expects arg[0] to be uint8 but int32 is provided" in errors["session_int32"]
+
+    # Pixels decompose_float cannot answer, and one image over the cap, are refused by
+    # the graph (the batch of len(images) == CAP above was answered).
+    assert len(images) == CAP
+    refused = {
+        "float_nan": "images must be finite floats in [0, 1], got 1 NaN or infinite values: "
+                     "replace them (e.g. numpy.nan_to_num) before sending",
+        "float_inf": "images must be finite floats in [0, 1], got 1 NaN or infinite values",
+        "float_255": f"images must be floats in [0, 1], got min {images.min()} and max "
+                     f"{images.max()}: divide 8-bit images by 255 or use the decompose "
+                     "signature",
+    }
+    for name in ("decompose", "decompose_float", "features"):
+        refused["cap_" + name] = (
+            f"a request holds at most {CAP} images (--max_decompose_images at export), got "
+            f"{CAP + 1}: split the batch or export with a larger --max_decompose_images")
+    for case, message in refused.items():
+        assert errors[case] is not None, f"{case} was accepted"
+        assert "InvalidArgumentError" in errors[case] and message in errors[case], \
+            (case, errors[case])
 
 
 def test_warmup_requests_are_tensorflow_serving_prediction_logs(exported):
@@ -267,6 +353,48 @@ def test_client_requests(images):
     assert body["inputs"] == {"num_images": 4, "seed": 7}
     with pytest.raises(ValueError, match="takes inputs \\['images'\\]"):
         client.rest_request(signature_name="decompose", pixels=images)
+
+
+def test_client_converts_unit_floats_and_refuses_what_a_cast_would_garble(images):
+    from genesis_tf.export import client
+
+    # Floats in [0, 1] are sent as round(x * 255), not truncated to 0 by a cast.
+    unit = images / 255.0
+    body = client.rest_request(unit.astype(np.float32))
+    np.testing.assert_array_equal(np.array(body["instances"]), images)
+    request = client.grpc_request(unit, signature_name="features")
+    assert request.inputs["images"].dtype == tf.uint8.as_datatype_enum
+    np.testing.assert_array_equal(tf.make_ndarray(request.inputs["images"]), images)
+    assert client.rest_request([[[[0.0, 0.5, 0.999]]]])["instances"] == [[[[0, 128, 255]]]]
+    # Integers in 0..255 are kept; decompose_float gets its floats unchanged.
+    body = client.rest_request(images.astype(np.int64))
+    np.testing.assert_array_equal(np.array(body["instances"]), images)
+    body = client.rest_request(unit, signature_name="decompose_float")
+    np.testing.assert_allclose(np.array(body["instances"]), unit.astype(np.float32))
+
+    uint8_takes = "signature 'decompose' takes uint8 images (0-255)"
+    floats_too = f"{uint8_takes} or floats in [0, 1] (sent as round(x * 255))"
+    refused = [
+        ({"images": np.full([1, 2, 2, 3], 300)}, "decompose",
+         f"{uint8_takes}; got integers from 300 to 300: scale or clip them to 0..255 first"),
+        ({"images": images.astype(np.float32)}, "decompose",
+         f"{floats_too}; got floats from {images.min()} to {images.max()}: convert 8-bit "
+         "images with numpy.asarray(images, numpy.uint8) or divide them by 255"),
+        ({"images": np.full([1, 2, 2, 3], np.nan)}, "decompose",
+         f"{floats_too}; got 12 NaN or infinite values: replace them (e.g. "
+         "numpy.nan_to_num) first"),
+        ({"images": images}, "decompose_float",
+         "signature 'decompose_float' takes float images in [0, 1]; got dtype uint8: divide "
+         "8-bit images by 255 or use the decompose signature"),
+        ({"images": np.full([1, 2, 2, 3], np.inf)}, "decompose_float",
+         "signature 'decompose_float' takes floats in [0, 1]; got 12 NaN or infinite "
+         "values: replace them (e.g. numpy.nan_to_num) first"),
+        ({"num_images": 2.5, "seed": 7}, "generate", "num_images=2.5 does not fit int32"),
+    ]
+    for inputs, signature, message in refused:
+        for build in (client.rest_request, client.grpc_request):
+            with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+                build(signature_name=signature, **inputs)
 
 
 def test_genesis_s_exports_with_more_slots_and_an_export_is_not_overwritten(tmp_path):
