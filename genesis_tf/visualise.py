@@ -71,8 +71,7 @@ def _decomposition(model, name, figures):
     out = model(batch["image"], training=False, num_slots=FLAGS.num_slots, seed=FLAGS.seed)
     aris = None
     if "instance_ids" in batch:
-        from genesis_tf.metrics import predicted_segmentation
-        from genesis_tf.metrics import foreground_ari
+        from genesis_tf.metrics import foreground_ari, predicted_segmentation
 
         _, aris = foreground_ari(batch["instance_ids"].numpy(), predicted_segmentation(out))
     return figures.decomposition_figure(

@@ -213,7 +213,8 @@ def test_shapestacks_probes_and_segmentation_from_the_builders_data(runs):
     run, results = runs
     result = results["shapestacks"]
     assert result.returncode == 0, result.stderr[-3000:]
-    report = json.loads((run.parent / "run_shapestacks" / "eval_test_1_shapestacks.json").read_text())
+    report = json.loads(
+        (run.parent / "run_shapestacks" / "eval_test_1_shapestacks.json").read_text())
     assert report["dataset"] == "shapestacks"
     metrics = report["metrics"]
     assert set(metrics) == {"fg_ari", "ari", "sc", "msc", "probe_stability",
