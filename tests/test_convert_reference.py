@@ -803,3 +803,14 @@ def test_num_slots_must_agree_with_the_checkpoints_std(tmp_path, capsys):
     code, err = _main([f"--checkpoint={source}", "--model=monet", "--num_slots=7",
                        f"--model_dir={tmp_path / 'run'}"], capsys)
     assert code == 2 and "std records K=5" in err
+
+
+def test_an_image_size_the_model_cannot_have_is_one_line(tmp_path, capsys):
+    source = tmp_path / "monet.ckpt"
+    torch.save({"model_state_dict": reference_state_dict("monet"), "beta": 1.0,
+                "err_ema": 0.0, "iter_idx": 0}, source)
+    code, err = _main([f"--checkpoint={source}", "--model=monet", "--image_size=48",
+                       f"--model_dir={tmp_path / 'run'}"], capsys)
+    assert code == 2 and "cannot build MONet with these flags" in err and "got 48" in err
+    assert len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "run").exists()

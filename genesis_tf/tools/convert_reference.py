@@ -650,14 +650,28 @@ def check_arguments(checkpoint, model, model_dir, num_slots=None):
                                   "into a new folder")
 
 
+def check_buildable(model, arguments):
+    """Raises ConversionError when genesis_tf cannot build the model with these arguments
+    (an image size its architecture does not support)."""
+    from genesis_tf.models import MODELS
+
+    try:
+        MODELS[MODEL_CLASSES[model]](**arguments)  # no variables yet: cheap
+    except ValueError as error:
+        raise ConversionError(f"cannot build {MODEL_CLASSES[model]} with these flags: "
+                              f"{str(error).splitlines()[0]}") from None
+
+
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     args = flags.FLAGS
     check_arguments(args.checkpoint, args.model, args.model_dir, args.num_slots)
     data = read_checkpoint(args.checkpoint)  # torch first: its errors need no TensorFlow
-    model_arguments(args.model, data["model_state_dict"], args.image_size, args.num_slots)
+    arguments = model_arguments(args.model, data["model_state_dict"], args.image_size,
+                                args.num_slots)
     cli.quiet_logging(cli.verbosity_requested(args))
+    check_buildable(args.model, arguments)
     result = convert(args.checkpoint, args.model, args.image_size, args.model_dir,
                      num_slots=args.num_slots, dataset=args.dataset,
                      log=lambda text: print(text, file=sys.stderr, flush=True), data=data)
