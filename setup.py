@@ -44,7 +44,7 @@ EXTRAS_REQUIRE = {
     "test": ["pytest>=8", "pytest-timeout>=2.3", "ruff>=0.6", "scikit-learn>=1.4",
              "torch==2.13.0", *SERVING_REQUIRES],
     "serving": SERVING_REQUIRES,
-    # Only for reading the authors' PyTorch checkpoints (genesis_tf.convert_reference,
+    # Only for reading the authors' PyTorch checkpoints (genesis_tf.tools.convert_reference,
     # which says so when it is missing); genesis_tf imports it nowhere else.
     "torch": ["torch>=2.0"],
     "gpu": ["tensorflow[and-cuda]>=2.21,<2.22"],
@@ -122,7 +122,9 @@ setuptools.setup(
         "console_scripts": [
             "genesis-train=genesis_tf.train:run",
             "genesis-demo=genesis_tf.demo:run",
-            "genesis-build-dataset=genesis_tf.build_dataset:run",
+            "genesis-build-dataset=genesis_tf.tools.build_dataset:run",
+            "genesis-convert-reference=genesis_tf.tools.convert_reference:run",
+            "genesis-write-weights=genesis_tf.tools.write_weights:run",
             "genesis-export=genesis_tf.export.__main__:run",
             "genesis-evaluate=genesis_tf.evaluate:run",
             "genesis-visualise=genesis_tf.visualise:run",

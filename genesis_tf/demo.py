@@ -7,7 +7,7 @@ Writes into --output_dir: the model (checkpoints, TensorBoard logs), decompositi
 its foreground ARI) and generation.png (scenes built slot by slot from the prior). Prints
 the foreground ARI and segmentation covering on 256 test images beside the paper's.
 Rerunning resumes training from the checkpoint. --weights=FILE starts a new run from a
-model trained in the demo's setting (python -m genesis_tf.training.warm_start writes one).
+model trained in the demo's setting (python -m genesis_tf.tools.write_weights writes one).
 """
 import json
 import os
@@ -27,7 +27,7 @@ flags.DEFINE_string("dataset", None, "Override the dataset (e.g. 'synthetic').")
 flags.DEFINE_integer("max_steps", None, "Stop after this many steps (default: time only).")
 flags.DEFINE_multi_string("gin_bindings", [], "Extra gin bindings.")
 flags.DEFINE_string("weights", None,
-                    "A weights file (python -m genesis_tf.training.warm_start) of a model "
+                    "A weights file (python -m genesis_tf.tools.write_weights) of a model "
                     "trained in the demo's setting to start from; default: the demo model "
                     "shipped with genesis_tf when there is one (genesis_tf/demo_model/).")
 flags.DEFINE_bool("from_scratch", False, "Train from a random initialisation.")
@@ -70,13 +70,7 @@ def main(argv):
         print(f"Dataset ready ({time.monotonic() - started:.0f} s).", flush=True)
 
     model_dir = os.path.join(output_dir, "model")
-    from genesis_tf.training.warm_start import WarmStartError
-
-    try:
-        start = _starting_weights(model_dir, dataset, data_dir)
-    except WarmStartError as error:
-        print(f"error: {cli.one_line(error)}", file=sys.stderr)
-        return 2
+    start = _starting_weights(model_dir, dataset, data_dir)  # a bad --weights: UserError
     rate = (f" at learning rate {CONTINUE_LEARNING_RATE:g} (a trained model's; demo.gin's "
             "from scratch)") if start else ""
     print(f"Training GENESIS for up to {FLAGS.minutes:g} minutes{rate}; watch it with "

@@ -41,7 +41,7 @@ class CheckpointMismatchError(UserError, RuntimeError):
 
 
 class NotARunError(UserError, FileNotFoundError):
-    """The folder is not a run directory, or the run has no checkpoint yet."""
+    """The folder is not a run directory, or the run has no (readable) checkpoint there."""
 
 
 def read_description(model_dir):
@@ -119,6 +119,18 @@ def weight_count(model):
     return sum(1 for v in model.variables if "seed_generator" not in v.path)
 
 
+def load_checkpoint(path):
+    """tf.train.load_checkpoint(path), with a path that holds no readable checkpoint as
+    NotARunError (TensorFlow raises NotFoundError, DataLossError or ValueError)."""
+    try:
+        return tf.train.load_checkpoint(path)
+    except (tf.errors.OpError, ValueError) as error:
+        first = str(error).strip().splitlines()[0][:300] if str(error).strip() else ""
+        raise NotARunError(
+            f"cannot read checkpoint {path}: {first}; pass --checkpoint=<model_dir>/"
+            "ckpt-<step> (the prefix, without .index)") from error
+
+
 def saved_model_variables(path, child="model"):
     """How many variables the checkpoint at `path` holds below its root's `child`.
 
@@ -128,7 +140,7 @@ def saved_model_variables(path, child="model"):
     """
     from tensorflow.core.protobuf import trackable_object_graph_pb2
 
-    reader = tf.train.load_checkpoint(path)
+    reader = load_checkpoint(path)
     graph = trackable_object_graph_pb2.TrackableObjectGraph()
     graph.ParseFromString(reader.get_tensor("_CHECKPOINTABLE_OBJECT_GRAPH"))
     starts = [ref.node_id for ref in graph.nodes[0].children if ref.local_name == child]
@@ -207,7 +219,7 @@ def restore_with_state(model_dir, checkpoint=None):
 def training_state(path):
     """{'step': int, 'geco_beta': float, 'geco_err_ema': float} stored in a training
     checkpoint (a key the checkpoint lacks is left out)."""
-    reader = tf.train.load_checkpoint(path)
+    reader = load_checkpoint(path)
     keys = reader.get_variable_to_shape_map()
     facts = {}
     for name, key, convert in (("step", "step/.ATTRIBUTES/VARIABLE_VALUE", int),

@@ -14,7 +14,7 @@ tracebacks for the errors above.
 """
 import sys
 
-from absl import app, flags, logging
+from absl import app, flags
 
 from genesis_tf import cli
 
@@ -29,46 +29,30 @@ flags.mark_flag_as_required("model_dir")
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    verbose = cli.verbosity_requested(FLAGS)
-    cli.quiet_logging(verbose)
+    cli.quiet_logging(cli.verbosity_requested(FLAGS))
     # Imports here so --help is fast; nothing below creates a TF op before train() makes
     # its strategy (MultiWorkerMirroredStrategy must come first).
-    from genesis_tf import data as data_lib
-    from genesis_tf.training import (
-        CheckpointMismatchError,
-        ConfigurationError,
-        TrainingDivergedError,
-        TrainingInterrupted,
-        config,
-        train,
-    )
-    from genesis_tf.training.warm_start import WarmStartError
+    from genesis_tf.training import TrainingInterrupted, train
 
-    def fail(error, code):
-        if verbose:
-            logging.exception("details")
-        print(f"error: {cli.without_gin_context(error)}", file=sys.stderr)
-        return code
-
-    try:
-        config.parse(FLAGS.gin_file, FLAGS.gin_bindings)
-    except (ValueError, SyntaxError, FileNotFoundError, OSError) as error:
-        return fail(f"bad gin configuration: {cli.one_line(error)}", 2)
+    parse_gin(FLAGS.gin_file, FLAGS.gin_bindings)
     try:
         result = train(FLAGS.model_dir)
-    except TrainingInterrupted as stop:
+    except TrainingInterrupted as stop:  # not an error: a checkpoint was saved
         print(f"Interrupted ({cli.without_gin_context(stop)}).", file=sys.stderr, flush=True)
         return stop.exit_code
-    except (data_lib.DatasetNotPreparedError, data_lib.DatasetCorruptError,
-            data_lib.UnknownDatasetError, CheckpointMismatchError, WarmStartError,
-            NotADirectoryError) as error:
-        return fail(error, 2)
-    except ConfigurationError as error:
-        return fail(f"bad gin configuration: {error}", 2)
-    except TrainingDivergedError as error:
-        return fail(error, 3)
     print(f"Finished at step {result.step}; checkpoint {result.checkpoint}", flush=True)
     return 0
+
+
+def parse_gin(gin_files, gin_bindings):
+    """Parses the flags' gin files and bindings; gin's own parser errors (a misspelt name,
+    bad syntax, a missing file) become one ConfigurationError line."""
+    from genesis_tf.training import ConfigurationError, config
+
+    try:
+        config.parse(gin_files, gin_bindings)
+    except (ValueError, SyntaxError, OSError) as error:
+        raise ConfigurationError(f"bad gin configuration: {cli.one_line(error)}") from error
 
 
 def run():

@@ -1,4 +1,4 @@
-"""genesis_tf.convert_reference: the authors' PyTorch checkpoints as genesis_tf runs.
+"""genesis_tf.tools.convert_reference: the authors' PyTorch checkpoints as genesis_tf runs.
 
 State dicts are built with the reference's exact key names and shapes (the table of
 reference_state_dicts.md, 64×64, encoded below) from random tensors; each ported layer
@@ -16,9 +16,9 @@ import tensorflow as tf
 
 torch = pytest.importorskip("torch", reason="pip install -e '.[torch]' (torch CPU)")
 
-from genesis_tf import convert_reference as cr  # noqa: E402
-from genesis_tf import runs  # noqa: E402
+from genesis_tf import cli, runs  # noqa: E402
 from genesis_tf.models import config_of  # noqa: E402
+from genesis_tf.tools import convert_reference as cr  # noqa: E402
 from genesis_tf.training import checkpoints  # noqa: E402
 from genesis_tf.training import warm_start as warm_start_lib  # noqa: E402
 
@@ -605,8 +605,9 @@ SMALL = {"image_size": 32, "num_slots": 3}
 
 @pytest.fixture(scope="module")
 def converted_run(tmp_path_factory):
-    """python -m genesis_tf.convert_reference on a torch.save'd GENESIS in a fresh process
-    (32×32 and K=3 to be quick)."""
+    """python -m genesis_tf.convert_reference (BUILD.md's command, which forwards to
+    genesis_tf.tools.convert_reference) on a torch.save'd GENESIS in a fresh process (32×32
+    and K=3 to be quick)."""
     shapes = {**AT_32, "std": (1, 1, 1, 1, SMALL["num_slots"])}
     folder = tmp_path_factory.mktemp("reference")
     source = folder / "model.ckpt-FINAL"
@@ -682,8 +683,8 @@ def vae_run(tmp_path_factory):
     source = folder / "bd.ckpt"
     save_reference(source, "bd_vae", iter_idx=9, optimiser=False, shapes=shapes)
     out = folder / "run"
-    code = cr.main([f"--checkpoint={source}", "--model=bd_vae", "--image_size=32",
-                    f"--model_dir={out}"])
+    code = _command([f"--checkpoint={source}", "--model=bd_vae", "--image_size=32",
+                     f"--model_dir={out}"])
     assert code == 0
     return out, source, shapes
 
@@ -707,9 +708,32 @@ def test_converted_model_exports_and_decomposes(vae_run, tmp_path):
 
 # -- errors ----------------------------------------------------------------------------------
 
+def _command(argv):
+    """The command as genesis-convert-reference runs it, in this process: the flags parsed
+    from argv (restored afterwards), a UserError of main reported by genesis_tf.cli."""
+    from absl import flags
+    from absl.testing import flagsaver
+
+    cr.define_flags()
+    with flagsaver.flagsaver():
+        flags.FLAGS(["genesis-convert-reference", *argv])
+        return cli._reporting_user_errors(cr.main, ["genesis-convert-reference"])
+
+
 def _main(argv, capsys):
-    code = cr.main(argv)
+    code = _command(argv)
     return code, capsys.readouterr().err
+
+
+def test_help_of_the_forwarding_command_lists_the_flags():
+    """--help through `python -m genesis_tf.convert_reference` (a fresh process) shows the
+    tool's flags, filed under genesis_tf.tools.convert_reference, and exits 0."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    result = subprocess.run([sys.executable, "-m", "genesis_tf.convert_reference", "--help"],
+                            capture_output=True, text=True, env=env, timeout=120)
+    assert result.returncode == 0, result.stderr
+    for flag in ("--checkpoint", "--model", "--model_dir", "--num_slots", "--dataset"):
+        assert flag in result.stdout, result.stdout
 
 
 def test_missing_torch_names_the_extra(tmp_path, capsys, monkeypatch):
@@ -779,3 +803,14 @@ def test_num_slots_must_agree_with_the_checkpoints_std(tmp_path, capsys):
     code, err = _main([f"--checkpoint={source}", "--model=monet", "--num_slots=7",
                        f"--model_dir={tmp_path / 'run'}"], capsys)
     assert code == 2 and "std records K=5" in err
+
+
+def test_an_image_size_the_model_cannot_have_is_one_line(tmp_path, capsys):
+    source = tmp_path / "monet.ckpt"
+    torch.save({"model_state_dict": reference_state_dict("monet"), "beta": 1.0,
+                "err_ema": 0.0, "iter_idx": 0}, source)
+    code, err = _main([f"--checkpoint={source}", "--model=monet", "--image_size=48",
+                       f"--model_dir={tmp_path / 'run'}"], capsys)
+    assert code == 2 and "cannot build MONet with these flags" in err and "got 48" in err
+    assert len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "run").exists()

@@ -125,7 +125,9 @@ def test_wheel_declares_every_binary(wheel):
     for line in ("genesis-train = genesis_tf.train:run",
                  "genesis-export = genesis_tf.export.__main__:run",
                  "genesis-evaluate = genesis_tf.evaluate:run",
-                 "genesis-build-dataset = genesis_tf.build_dataset:run"):
+                 "genesis-build-dataset = genesis_tf.tools.build_dataset:run",
+                 "genesis-convert-reference = genesis_tf.tools.convert_reference:run",
+                 "genesis-write-weights = genesis_tf.tools.write_weights:run"):
         assert line in scripts, scripts
     metadata = archive.read(next(n for n in archive.namelist()
                                  if n.endswith("METADATA"))).decode()

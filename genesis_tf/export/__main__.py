@@ -13,9 +13,8 @@ Exit codes: 0 exported, 2 no run, no checkpoint, a checkpoint of another model, 
 existing version or a bad flag (one line on stderr says which and how to fix it).
 """
 import os
-import sys
 
-from absl import app, flags, logging
+from absl import app, flags
 
 from genesis_tf import cli
 
@@ -42,46 +41,26 @@ flags.mark_flags_as_required(["model_dir", "export_dir"])
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    verbose = cli.verbosity_requested(FLAGS)
-    cli.quiet_logging(verbose)
-    import tensorflow as tf
-
+    cli.quiet_logging(cli.verbosity_requested(FLAGS))
     from genesis_tf import runs
     from genesis_tf.export import ExportError, export_model
-    from genesis_tf.runs import CheckpointMismatchError
-
-    def fail(message):
-        if verbose:
-            logging.exception("details")
-        print(f"error: {cli.one_line(message)}", file=sys.stderr)
-        return 2
 
     if not os.path.isdir(FLAGS.model_dir):
-        return fail(f"--model_dir={FLAGS.model_dir} does not exist; pass the folder a "
-                    "training run wrote (python -m genesis_tf.train --model_dir=...)")
-    try:
-        path = FLAGS.checkpoint or tf.train.latest_checkpoint(FLAGS.model_dir)
-        model = runs.restore(FLAGS.model_dir, checkpoint=path)
-        state = runs.training_state(path)
-    except (FileNotFoundError, CheckpointMismatchError) as error:
-        return fail(error)
-    except (tf.errors.OpError, ValueError) as error:
-        return fail(f"cannot read checkpoint {path}: {cli.one_line(error, 300)}; pass "
-                    "--checkpoint=<model_dir>/ckpt-<step> (the prefix, without .index)")
+        raise runs.NotARunError(
+            f"--model_dir={FLAGS.model_dir} does not exist; pass the folder a training run "
+            "wrote (python -m genesis_tf.train --model_dir=...)")
+    model, path, state = runs.restore_with_state(FLAGS.model_dir, FLAGS.checkpoint)
     version = FLAGS.version if FLAGS.version is not None else state.get("step")
     if version is None:
-        return fail(f"{path} records no training step; pass --version=N")
+        raise ExportError(f"{path} records no training step; pass --version=N")
     target = os.path.join(FLAGS.export_dir, str(version))
     print(f"Exporting {path} to {target} ...", flush=True)
     info = {"checkpoint": os.path.abspath(path), "training_step": state.get("step"),
             "geco_beta": state.get("geco_beta")}
-    try:
-        description = export_model(model, target, num_slots=FLAGS.num_slots, info=info,
-                                   overwrite=FLAGS.overwrite,
-                                   max_generate_images=FLAGS.max_generate_images,
-                                   max_decompose_images=FLAGS.max_decompose_images)
-    except ExportError as error:
-        return fail(error)
+    description = export_model(model, target, num_slots=FLAGS.num_slots, info=info,
+                               overwrite=FLAGS.overwrite,
+                               max_generate_images=FLAGS.max_generate_images,
+                               max_decompose_images=FLAGS.max_decompose_images)
     print(summary(description, target))
     return 0
 

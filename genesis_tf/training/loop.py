@@ -128,7 +128,7 @@ def _is_chief(strategy):
 
 def _check_model_dir(model_dir):
     if tf.io.gfile.exists(model_dir) and not tf.io.gfile.isdir(model_dir):
-        raise NotADirectoryError(
+        raise ConfigurationError(
             f"--model_dir={model_dir} is a file; give a directory (new or of an earlier run)")
 
 

@@ -5,8 +5,9 @@ A weights file (.npz) holds every model variable but the random generators' stat
 (model.json), the training step and GECO's state, keyed by variable path below the model.
 The demo starts from one (genesis_tf.demo --weights).
 
-    python -m genesis_tf.training.warm_start --model_dir=RUN --output=weights.npz
-        writes the file from the run's latest checkpoint (or --checkpoint=PATH);
+    python -m genesis_tf.tools.write_weights --model_dir=RUN --output=weights.npz
+        writes the file from the run's latest checkpoint (or --checkpoint=PATH;
+        save_from_run here);
     train.warm_start = 'weights.npz'   (gin)
         starts a run whose model_dir has no checkpoint yet from the file: its weights,
         step and GECO state; the optimizer starts afresh. A run with a checkpoint resumes
@@ -70,7 +71,7 @@ def read(path, what="train.warm_start"):
     names the setting that gave the path in error messages."""
     if not os.path.isfile(path):
         raise WarmStartError(f"{what}: {path} does not exist (write one with "
-                             "python -m genesis_tf.training.warm_start --model_dir=RUN "
+                             "python -m genesis_tf.tools.write_weights --model_dir=RUN "
                              "--output=FILE)")
     try:
         with np.load(path, allow_pickle=False) as data:
@@ -122,28 +123,7 @@ def save_from_run(model_dir, output, checkpoint=None):
     return output, state.get("step", 0)
 
 
-def main(argv=None):
-    import argparse
-
-    parser = argparse.ArgumentParser(
-        prog="python -m genesis_tf.training.warm_start",
-        description="Write a run's weights (float16), step and GECO state to one .npz file "
-                    "for train.warm_start.")
-    parser.add_argument("--model_dir", required=True)
-    parser.add_argument("--output", required=True)
-    parser.add_argument("--checkpoint", default=None)
-    args = parser.parse_args(argv)
-    from genesis_tf import cli
-
-    cli.quiet_logging(False)
-    try:
-        output, step = save_from_run(args.model_dir, args.output, args.checkpoint)
-    except (FileNotFoundError, ValueError, RuntimeError) as error:
-        print(f"error: {cli.one_line(error)}", file=sys.stderr)
-        return 2
-    print(f"Wrote {output} ({os.path.getsize(output) / 1e6:.1f} MB, step {step}).")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+if __name__ == "__main__":  # the former command: say where it went
+    print("error: the weights writer moved: python -m genesis_tf.tools.write_weights "
+          "--model_dir=RUN --output=FILE (or genesis-write-weights)", file=sys.stderr)
+    sys.exit(2)

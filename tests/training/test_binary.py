@@ -156,7 +156,8 @@ def _model_dir_that_is_a_file_and_help(tmp_path):
     a_file = tmp_path / "file"
     a_file.write_text("x")
     return (run_binary("genesis_tf.train", [SMOKE, f"--model_dir={a_file}"]),
-            run_binary("genesis_tf.train", ["--help"]))
+            run_binary("genesis_tf.train", ["--help"]),
+            run_binary("genesis_tf.train", [SMOKE]))
 
 
 def _corrupt_record(tmp_path):
@@ -305,11 +306,15 @@ def test_configuration_mistakes_are_one_line_and_leave_nothing_behind(outcome, a
 
 
 def test_model_dir_that_is_a_file_and_help(outcome):
-    result, help_result = outcome.result()
+    result, help_result, no_model_dir = outcome.result()
     assert result.returncode == 2 and "is a file" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
     assert help_result.returncode == 0, help_result.stderr
     assert "--gin_file" in help_result.stdout and "--model_dir" in help_result.stdout
+    # A missing required flag: one line and exit 2, as every user error (absl: 2 lines, 1).
+    assert no_model_dir.returncode == 2, no_model_dir.stderr
+    assert no_model_dir.stderr.strip() == ("error: --model_dir is required (--help lists "
+                                           "the flags)")
 
 
 def test_resuming_with_another_model_shape_is_refused_and_safe_changes_are_recorded(outcome):

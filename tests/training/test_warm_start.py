@@ -95,6 +95,41 @@ def test_the_binary_starts_from_the_weights_and_refuses_another_model(weights, t
     assert absent.returncode == 2 and "nope.npz does not exist" in absent.stderr
 
 
+def test_the_writer_command_writes_a_runs_file_and_refuses_a_missing_run(weights, tmp_path):
+    """genesis-write-weights (python -m genesis_tf.tools.write_weights) in fresh processes;
+    the former `python -m genesis_tf.training.warm_start` names the new command."""
+    run, path = weights
+    output = tmp_path / "written.npz"
+    written = start_binary("genesis_tf.tools.write_weights",
+                           [f"--model_dir={run}", f"--output={output}"])
+    missing = start_binary("genesis_tf.tools.write_weights",
+                           [f"--model_dir={tmp_path / 'none'}", f"--output={tmp_path / 'x.npz'}"])
+    former = start_binary("genesis_tf.training.warm_start",
+                          [f"--model_dir={run}", f"--output={tmp_path / 'y.npz'}"])
+
+    result = written.result()
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert f"Wrote {output}" in result.stdout and "step 3" in result.stdout
+    arrays, description, state = warm_start_lib.read(str(output))
+    expected, expected_description, _ = warm_start_lib.read(path)
+    assert description == expected_description and sorted(arrays) == sorted(expected)
+    for key, value in expected.items():  # the same checkpoint as save_from_run's file
+        np.testing.assert_array_equal(arrays[key], value, err_msg=key)
+    assert state["step"] == 3 and state["beta"] == pytest.approx(0.25)
+
+    refused = missing.result()
+    assert refused.returncode == 2, refused.stderr[-2000:]
+    lines = refused.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and \
+        "is not a genesis_tf run directory" in lines[0], refused.stderr
+    assert not (tmp_path / "x.npz").exists()
+
+    moved = former.result()
+    assert moved.returncode == 2
+    assert "python -m genesis_tf.tools.write_weights" in moved.stderr.strip().splitlines()[-1]
+    assert not (tmp_path / "y.npz").exists()
+
+
 def test_a_file_that_is_not_a_weights_file_is_a_clear_error(tmp_path):
     bad = tmp_path / "bad.npz"
     bad.write_bytes(b"not a zip archive")

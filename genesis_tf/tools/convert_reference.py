@@ -4,6 +4,9 @@
         --image_size=64 --num_slots=7 --model_dir=runs/gqn_reference \\
         [--dataset=gqn_rooms_ring_camera]
 
+(or `genesis-convert-reference ...`, or `python -m genesis_tf.tools.convert_reference ...`:
+the module lives in tools/, genesis_tf.convert_reference forwards here).
+
 The file (applied-ai-lab/genesis's training checkpoints) holds ``model_state_dict``,
 ``optimiser_state_dict``, ``beta``, ``err_ema`` and ``iter_idx``. It is read with
 ``torch.load(..., weights_only=True)`` (a file from the internet never runs code), which
@@ -27,6 +30,7 @@ warning. ``--num_slots`` defaults to the K that ``std`` records.
 Exit codes: 0 written, 2 a bad flag, a file that is not such a checkpoint, a checkpoint of
 another model or size, missing torch (one line on stderr says which).
 """
+import functools
 import math
 import os
 import re
@@ -35,7 +39,9 @@ from collections.abc import Callable
 from typing import NamedTuple
 
 import numpy as np
+from absl import app, flags
 
+from genesis_tf import cli
 from genesis_tf.errors import UserError
 
 # --model -> genesis_tf model class name (genesis_tf.models.MODELS).
@@ -49,6 +55,10 @@ DEFAULT_LEARNING_RATE = 1e-4  # the reference's
 
 class ConversionError(UserError, ValueError):
     """The file is not a checkpoint of the model asked for; the message names the key."""
+
+
+class TorchMissingError(UserError, ImportError):
+    """Reading the reference's file needs torch, which is not installed."""
 
 
 # -- layout rules ----------------------------------------------------------------------------
@@ -430,13 +440,13 @@ def read_checkpoint(path):
     """The reference's checkpoint file as {'model_state_dict': {key: array},
     'optimiser_state_dict': ..., 'beta', 'err_ema', 'iter_idx'} (NumPy values).
 
-    Raises ImportError (with the install command) without torch, ConversionError for a
-    file that is not such a checkpoint."""
+    Raises TorchMissingError (an ImportError naming the install command) without torch,
+    ConversionError for a file that is not such a checkpoint."""
     try:
         import torch
     except ImportError:
-        raise ImportError(f"reading a PyTorch checkpoint needs torch: {INSTALL_TORCH}") \
-            from None
+        raise TorchMissingError(
+            f"reading a PyTorch checkpoint needs torch: {INSTALL_TORCH}") from None
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises pickle, zip and runtime errors alike
@@ -609,63 +619,62 @@ def convert(checkpoint, model, image_size, model_dir, num_slots=None, dataset=No
 
 # -- the command ---------------------------------------------------------------------------
 
-def _check_flags(args):
-    """A one-line problem with the flags (checked before torch and TensorFlow load)."""
-    if not os.path.isfile(args.checkpoint):
-        return f"--checkpoint={args.checkpoint} is not a file"
-    if args.image_size < 1:
-        return f"--image_size must be positive, got {args.image_size}"
-    if args.num_slots is not None and args.model in SLOT_MODELS and args.num_slots < 2:
-        return f"--num_slots must be >= 2, got {args.num_slots}"
-    if os.path.exists(args.model_dir):
-        if not os.path.isdir(args.model_dir):
-            return f"--model_dir={args.model_dir} is a file; give a new folder"
-        if any(os.path.exists(os.path.join(args.model_dir, name))
+@functools.cache  # once per process: absl refuses a flag defined twice
+def define_flags():
+    """The command's flags. run() defines them, not the import: this module is also a
+    library, imported beside binaries that define --model_dir or --checkpoint."""
+    flags.DEFINE_string("checkpoint", None, "The reference's .ckpt file.")
+    flags.DEFINE_enum("model", None, sorted(MODEL_CLASSES), "The model the file holds.")
+    flags.DEFINE_integer("image_size", 64, "Image side the model was trained at.",
+                         lower_bound=1)
+    flags.DEFINE_integer("num_slots", None, "K (default: from the checkpoint's std).")
+    flags.DEFINE_string("model_dir", None, "The run directory to write (a new folder).")
+    flags.DEFINE_string("dataset", None, "Recorded as the run's dataset, e.g. "
+                        "multi_dsprites/colored.")
+    flags.mark_flags_as_required(["checkpoint", "model", "model_dir"])
+
+
+def check_arguments(checkpoint, model, model_dir, num_slots=None):
+    """Raises ConversionError for a mistake in the flags (checked before torch and
+    TensorFlow load)."""
+    if not os.path.isfile(checkpoint):
+        raise ConversionError(f"--checkpoint={checkpoint} is not a file")
+    if num_slots is not None and model in SLOT_MODELS and num_slots < 2:
+        raise ConversionError(f"--num_slots must be >= 2, got {num_slots}")
+    if os.path.exists(model_dir):
+        if not os.path.isdir(model_dir):
+            raise ConversionError(f"--model_dir={model_dir} is a file; give a new folder")
+        if any(os.path.exists(os.path.join(model_dir, name))
                for name in ("checkpoint", "model.json")):
-            return (f"--model_dir={args.model_dir} already holds a run; convert into a new "
-                    "folder")
-    return None
+            raise ConversionError(f"--model_dir={model_dir} already holds a run; convert "
+                                  "into a new folder")
 
 
-def main(argv=None):
-    import argparse
+def check_buildable(model, arguments):
+    """Raises ConversionError when genesis_tf cannot build the model with these arguments
+    (an image size its architecture does not support)."""
+    from genesis_tf.models import MODELS
 
-    parser = argparse.ArgumentParser(
-        prog="python -m genesis_tf.convert_reference",
-        description="Convert an authors' PyTorch checkpoint into a genesis_tf run directory.")
-    parser.add_argument("--checkpoint", required=True, help="the reference's .ckpt file")
-    parser.add_argument("--model", required=True, choices=sorted(MODEL_CLASSES))
-    parser.add_argument("--image_size", type=int, default=64)
-    parser.add_argument("--num_slots", type=int, default=None,
-                        help="K (default: from the checkpoint's std)")
-    parser.add_argument("--model_dir", required=True, help="the run directory to write")
-    parser.add_argument("--dataset", default=None,
-                        help="recorded as train.dataset, e.g. multi_dsprites/colored")
-    args = parser.parse_args(argv)
-
-    def fail(message):
-        print(f"error: {message}", file=sys.stderr)
-        return 2
-
-    problem = _check_flags(args)
-    if problem:
-        return fail(problem)
-    from genesis_tf import cli
-
-    try:  # torch first: its errors need no TensorFlow
-        data = read_checkpoint(args.checkpoint)
-        model_arguments(args.model, data["model_state_dict"], args.image_size,
-                        args.num_slots)
-    except (ImportError, ConversionError) as error:
-        return fail(cli.one_line(error))
-    cli.quiet_logging(False)
     try:
-        result = convert(args.checkpoint, args.model, args.image_size, args.model_dir,
-                         num_slots=args.num_slots, dataset=args.dataset,
-                         log=lambda text: print(text, file=sys.stderr, flush=True),
-                         data=data)
-    except (ImportError, ConversionError, ValueError) as error:
-        return fail(cli.one_line(error))
+        MODELS[MODEL_CLASSES[model]](**arguments)  # no variables yet: cheap
+    except ValueError as error:
+        raise ConversionError(f"cannot build {MODEL_CLASSES[model]} with these flags: "
+                              f"{str(error).splitlines()[0]}") from None
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    args = flags.FLAGS
+    check_arguments(args.checkpoint, args.model, args.model_dir, args.num_slots)
+    data = read_checkpoint(args.checkpoint)  # torch first: its errors need no TensorFlow
+    arguments = model_arguments(args.model, data["model_state_dict"], args.image_size,
+                                args.num_slots)
+    cli.quiet_logging(cli.verbosity_requested(args))
+    check_buildable(args.model, arguments)
+    result = convert(args.checkpoint, args.model, args.image_size, args.model_dir,
+                     num_slots=args.num_slots, dataset=args.dataset,
+                     log=lambda text: print(text, file=sys.stderr, flush=True), data=data)
     net = result["model"]
     print(f"Wrote {result['checkpoint']}: {MODEL_CLASSES[args.model]} "
           f"(K={getattr(net, 'num_slots', 1)}, {args.image_size}x{args.image_size}), step "
@@ -676,5 +685,11 @@ def main(argv=None):
     return 0
 
 
+def run():
+    """Console-script entry point (genesis-convert-reference)."""
+    define_flags()
+    cli.run_main(main)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    run()
