@@ -12,27 +12,31 @@ Why not trust TensorFlow's `checkpoint` state file: it names one latest checkpoi
 when that one is missing or damaged tf.train.latest_checkpoint returns None (training
 silently restarts at step 0 and the CheckpointManager then rotates the good older
 checkpoints away) or a path whose restore fails with a raw IndexError/DataLossError.
-Below genesis_tf.runs; imports nothing of genesis_tf but the error base.
+The lock lives in genesis_tf.run_lock (pure Python, re-exported here). Below
+genesis_tf.runs; imports nothing of genesis_tf but the error base and the lock.
 """
 import collections
 import errno
-import json
 import os
 import re
-import socket
-import sys
 import time
 import uuid
 
 import tensorflow as tf
 
 from genesis_tf.errors import UserError
+from genesis_tf.run_lock import (  # noqa: F401
+    LOCK_FILE,
+    PARTIAL_SUFFIX,
+    RunDirectoryError,
+    RunLock,
+    RunLockedError,
+    warn,
+)
 
 CHECKPOINT_NAME = "ckpt"
 STATE_FILE = "checkpoint"
-LOCK_FILE = "trainer.lock"
 HISTORY_DIR = "config_history"
-PARTIAL_SUFFIX = ".partial"
 # Another process (evaluate writing results) may be mid-write: leave young partial files.
 PARTIAL_MIN_AGE_SECONDS = 600
 
@@ -43,17 +47,8 @@ class DamagedCheckpointError(UserError, RuntimeError):
     """A checkpoint's files are missing, truncated or corrupt."""
 
 
-class RunLockedError(UserError, RuntimeError):
-    """Another trainer writes to this run directory."""
-
-
 class NoSpaceError(UserError, OSError):
     """The disk filled up while saving a checkpoint."""
-
-
-def warn(message):
-    """One warning line on stderr (the tools' and the trainer's console)."""
-    print(f"warning: {message}", file=sys.stderr, flush=True)
 
 
 # --- which checkpoints read back whole ------------------------------------------------
@@ -236,138 +231,6 @@ def _write_state(model_dir, names):
     write_atomically(os.path.join(model_dir, STATE_FILE), text_format.MessageToString(state))
 
 
-# --- one writer per run directory -------------------------------------------------------
-
-def _boot_id():
-    try:
-        with open("/proc/sys/kernel/random/boot_id") as f:
-            return f.read().strip()
-    except OSError:
-        return None
-
-
-def _process_start(pid):
-    """The process's start time in clock ticks since boot (Linux), else None: tells a
-    live trainer from a new process that reuses its PID (containers restart at PID 1)."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return int(f.read().rsplit(")", 1)[1].split()[19])
-    except (OSError, ValueError, IndexError):
-        return None
-
-
-def _pid_alive(pid, started):
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass  # another user's process
-    recorded, now = started, _process_start(pid)
-    return recorded is None or now is None or recorded == now
-
-
-def _lock_is_stale(holder):
-    """True when the holder ran on this host and its process is gone."""
-    if holder.get("host") != socket.gethostname():
-        return False
-    if holder.get("boot_id") and holder.get("boot_id") != _boot_id():
-        return True  # the machine restarted since
-    return not _pid_alive(int(holder.get("pid", -1)), holder.get("process_start"))
-
-
-def _describe_holder(holder):
-    since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(holder.get("since", 0)))
-    return f"PID {holder.get('pid')} on {holder.get('host')} (since {since})"
-
-
-class RunLock:
-    """A lock file (host, PID, start time) that keeps a second trainer out of a run
-    directory while the first runs; a context manager, released on exit.
-
-    Created atomically: the full record is written under a private name and hard-linked
-    to LOCK_FILE, which fails when the name exists (O_EXCL semantics, and no reader ever
-    sees a half-written lock). A lock of this host whose process is gone is stale: it is
-    reported and taken over; `force=True` takes over any lock. On storage without links
-    (gs://) the check is best effort: read, then write.
-    """
-
-    def __init__(self, model_dir, force=False, report=warn):
-        self.model_dir, self.force, self.report = model_dir, force, report
-        self.path = os.path.join(model_dir, LOCK_FILE)
-        self.record = {"host": socket.gethostname(), "pid": os.getpid(),
-                       "since": time.time(), "boot_id": _boot_id(),
-                       "process_start": _process_start(os.getpid()),
-                       "token": uuid.uuid4().hex, "command": " ".join(sys.argv)[:300]}
-
-    def __enter__(self):
-        self.acquire()
-        return self
-
-    def __exit__(self, *exc_info):
-        self.release()
-
-    def acquire(self):
-        for _ in range(3):  # another trainer may take a stale lock over between our steps
-            if self._create():
-                return
-            holder = self.holder()
-            if holder is None:
-                raise RunLockedError(
-                    f"{self.path} exists but is unreadable; if no trainer runs on "
-                    f"{self.model_dir}, delete it or pass --force")
-            if not (self.force or _lock_is_stale(holder)):
-                raise RunLockedError(
-                    f"{self.model_dir} is in use by another trainer, {_describe_holder(holder)}"
-                    f"; wait for it to finish, use another --model_dir, or pass --force "
-                    "if it is not running")
-            self.report(f"took over the {'lock' if self.force else 'stale lock'} of "
-                        f"{_describe_holder(holder)} on {self.model_dir}")
-            _remove(self.path)
-        raise RunLockedError(f"could not lock {self.model_dir}: another trainer keeps "
-                             "taking it; is one starting right now?")
-
-    def _create(self):
-        text = json.dumps(self.record, indent=2)
-        if "://" in self.model_dir:
-            if tf.io.gfile.exists(self.path):
-                return False
-            write_atomically(self.path, text)
-            return True
-        private = f"{self.path}.{self.record['token']}{PARTIAL_SUFFIX}"
-        with open(private, "w") as f:
-            f.write(text)
-        try:
-            os.link(private, self.path)
-            return True
-        except FileExistsError:
-            return False
-        finally:
-            os.remove(private)
-
-    def holder(self):
-        """The record in the lock file, or None when it is missing or garbled."""
-        try:
-            with tf.io.gfile.GFile(self.path) as f:
-                holder = json.loads(f.read())
-        except (tf.errors.OpError, ValueError, OSError):
-            return None
-        return holder if isinstance(holder, dict) else None
-
-    def release(self):
-        """Removes the lock file if it is still ours (--force may have taken it)."""
-        holder = self.holder()
-        if holder is not None and holder.get("token") == self.record["token"]:
-            _remove(self.path)
-
-
-def _remove(path):
-    try:
-        tf.io.gfile.remove(path)
-    except tf.errors.NotFoundError:
-        pass
-
-
 # --- orphans, full disks, small files ---------------------------------------------------
 
 # What an interrupted tf.train.Checkpoint save leaves (TF 2.21): the folder
@@ -468,6 +331,13 @@ def save_checkpoint(manager, step):
         raise NoSpaceError(
             f"no space left on {manager.directory} while saving "
             f"{os.path.basename(prefix)}; {kept}; free space and rerun to resume") from error
+
+
+def _remove(path):
+    try:
+        tf.io.gfile.remove(path)
+    except tf.errors.NotFoundError:
+        pass
 
 
 def write_atomically(path, content):

@@ -5,21 +5,18 @@ import errno
 import json
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
 import textwrap
 import time
 
-import numpy as np
 import pytest
 import tensorflow as tf
 
-from genesis_tf import run_safety, runs
+from genesis_tf import run_lock, run_safety
 from genesis_tf.errors import UserError
-from genesis_tf.run_safety import (DamagedCheckpointError, NoSpaceError, RunLock,
-                                   RunLockedError)
+from genesis_tf.run_safety import DamagedCheckpointError, NoSpaceError, RunLock, RunLockedError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FIXTURE_RUN = os.path.join(ROOT, "tests", "fixtures", "run_before_refactor")
@@ -275,3 +272,233 @@ def test_restore_falls_back_past_a_damaged_checkpoint_in_a_fresh_process(tmp_pat
     assert ("warning: skipped damaged checkpoint(s) ckpt-5 (data file truncated); using "
             "ckpt-4") in done.stderr.splitlines()
     assert "Traceback" not in done.stderr
+
+
+# --- one writer per run directory -------------------------------------------------------
+
+HOLD = textwrap.dedent("""
+    import sys
+    from genesis_tf.run_lock import RunLock  # no TensorFlow: starts in a blink
+    with RunLock(sys.argv[1]):
+        print("locked", flush=True)
+        sys.stdin.readline()  # holds the lock until the test says so
+    print("released", flush=True)
+""")
+
+
+def _holder(folder):
+    process = subprocess.Popen([sys.executable, "-c", HOLD, folder], cwd=ROOT, text=True,
+                               stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                               env={**os.environ, "PYTHONPATH": ROOT,
+                                    "TF_CPP_MIN_LOG_LEVEL": "3"})
+    assert process.stdout.readline().strip() == "locked"
+    return process
+
+
+def test_a_second_trainer_is_refused_while_the_first_runs_and_admitted_after(tmp_path):
+    folder = str(tmp_path)
+    first = _holder(folder)
+    try:
+        with pytest.raises(RunLockedError) as raised:
+            RunLock(folder).acquire()
+        message = str(raised.value)
+        assert message.startswith(
+            f"{folder} is in use by another trainer, PID {first.pid} on "
+            f"{socket.gethostname()} (since 20")
+        assert message.endswith("; wait for it to finish, use another --model_dir, or pass "
+                                "--force if it is not running")
+        assert "\n" not in message
+    finally:
+        first.communicate("\n", timeout=30)
+    assert first.returncode == 0
+    assert not os.path.exists(os.path.join(folder, run_safety.LOCK_FILE))
+    reports = []
+    with RunLock(folder, report=reports.append):
+        with open(os.path.join(folder, run_safety.LOCK_FILE)) as f:
+            assert json.load(f)["pid"] == os.getpid()
+    assert reports == []
+    assert os.listdir(folder) == []
+
+
+def test_force_takes_over_a_live_trainers_lock(tmp_path):
+    folder = str(tmp_path)
+    first = _holder(folder)
+    try:
+        reports = []
+        with RunLock(folder, force=True, report=reports.append):
+            assert reports[0].startswith(f"took over the lock of PID {first.pid} on ")
+            first.communicate("\n", timeout=30)  # the first one's exit keeps our lock
+            with open(os.path.join(folder, run_safety.LOCK_FILE)) as f:
+                assert json.load(f)["pid"] == os.getpid()
+    finally:
+        if first.poll() is None:
+            first.kill()
+
+
+def _dead_pid():
+    process = subprocess.Popen(["true"])
+    process.wait()
+    return process.pid
+
+
+def test_a_stale_lock_is_reported_and_taken_over(tmp_path):
+    folder = str(tmp_path)
+    stale = {"host": socket.gethostname(), "pid": _dead_pid(), "since": time.time() - 60,
+             "token": "old"}
+    with open(os.path.join(folder, run_safety.LOCK_FILE), "w") as f:
+        json.dump(stale, f)
+    reports = []
+    with RunLock(folder, report=reports.append):
+        pass
+    assert reports == [f"took over the stale lock of PID {stale['pid']} on "
+                       f"{socket.gethostname()} (since "
+                       f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(stale['since']))})"
+                       f" on {folder}"]
+    assert os.listdir(folder) == []
+
+
+def test_a_lock_of_another_host_or_a_reused_pid(tmp_path):
+    """Another host's lock is never judged stale; this host's PID reused by another
+    process (a container restarted) is."""
+    folder = str(tmp_path)
+    path = os.path.join(folder, run_safety.LOCK_FILE)
+    with open(path, "w") as f:
+        json.dump({"host": "elsewhere", "pid": _dead_pid(), "since": 0}, f)
+    with pytest.raises(RunLockedError, match="in use by another trainer, PID .* on elsewhere"):
+        RunLock(folder).acquire()
+    with open(path, "w") as f:
+        json.dump({"host": socket.gethostname(), "pid": os.getpid(), "since": 0,
+                   "process_start": run_lock._process_start(os.getpid()) + 1}, f)
+    lock = RunLock(folder, report=lambda _: None)
+    lock.acquire()
+    lock.release()
+    assert os.listdir(folder) == []
+
+
+# --- orphans and full disks -------------------------------------------------------------
+
+def _write(path, size):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "wb") as f:
+        f.write(b"x" * size)
+
+
+def test_clean_orphans_removes_what_interrupted_saves_leave(run_dir):
+    temp = os.path.join(run_dir, "ckpt-400_temp")
+    _write(os.path.join(temp, "part-00000-of-00001.data-00000-of-00001.tempstate123"), 3000)
+    _write(os.path.join(temp, "part-00000-of-00001.index"), 100)
+    _write(os.path.join(run_dir, "checkpoint.tmp" + "0123456789abcdef" * 2), 50)
+    _write(os.path.join(run_dir, "results.json.1a2b3c4d.partial"), 7)
+    os.utime(os.path.join(run_dir, "results.json.1a2b3c4d.partial"), (0, 0))
+    _write(os.path.join(run_dir, "figure.png.9f8e7d6c.partial"), 11)  # being written now
+    _write(os.path.join(run_dir, "config_history", "350.gin"), 0)
+    _write(os.path.join(run_dir, "config_history", "200.gin"), 20)
+    kept = set(listing(run_dir)) - {"ckpt-400_temp", "results.json.1a2b3c4d.partial",
+                                    "checkpoint.tmp" + "0123456789abcdef" * 2}
+    assert run_safety.clean_orphans(run_dir) == (4, 3000 + 100 + 50 + 7)
+    assert set(listing(run_dir)) == kept
+    assert os.listdir(os.path.join(run_dir, "config_history")) == ["200.gin"]
+    assert run_safety.describe_freed(4, 3157) == (
+        "removed 4 leftover(s) of interrupted saves (0.0 MB)")
+    assert run_safety.latest_readable_checkpoint(run_dir)[0].endswith("ckpt-300")
+
+
+@pytest.mark.parametrize("error", [
+    tf.errors.ResourceExhaustedError(None, None, "ckpt-400_temp/part-00000-of-00001.data"
+                                     "-00000-of-00001.tempstate1; No space left on device"),
+    OSError(errno.ENOSPC, "No space left on device")])
+def test_a_save_into_a_full_disk_is_one_line_and_leaves_no_orphan(run_dir, monkeypatch,
+                                                                   error):
+    """A patched writer fails as TF 2.21 does on a full disk, after writing part of the
+    temporary folder (and, for the OSError, part of the merged files)."""
+    checkpoint = tf.train.Checkpoint(**_variables())
+    manager = tf.train.CheckpointManager(checkpoint, run_dir, 3)
+    before = listing(run_dir)
+
+    def full_disk(prefix, options=None):
+        _write(prefix + "_temp/part-00000-of-00001.data-00000-of-00001.tempstate1", 5000)
+        if isinstance(error, OSError):
+            _write(prefix + ".index", 10)
+        raise error
+
+    monkeypatch.setattr(checkpoint, "_write", full_disk)
+    with pytest.raises(NoSpaceError) as raised:
+        run_safety.save_checkpoint(manager, 400)
+    assert str(raised.value) == (
+        f"no space left on {run_dir} while saving ckpt-400; the previous checkpoint "
+        "ckpt-300 is intact; free space and rerun to resume")
+    assert listing(run_dir) == before
+    assert run_safety.latest_readable_checkpoint(run_dir) == (
+        os.path.join(run_dir, "ckpt-300"), [])
+
+
+def test_other_save_errors_pass_unchanged(run_dir, monkeypatch):
+    checkpoint = tf.train.Checkpoint(**_variables())
+    manager = tf.train.CheckpointManager(checkpoint, run_dir, 3)
+
+    def broken(prefix, options=None):
+        raise tf.errors.PermissionDeniedError(None, None, "read-only file system")
+
+    monkeypatch.setattr(checkpoint, "_write", broken)
+    with pytest.raises(tf.errors.PermissionDeniedError):
+        run_safety.save_checkpoint(manager, 400)
+
+
+FULL_DISK = textwrap.dedent("""
+    import os, sys
+    import tensorflow as tf
+    from genesis_tf import cli, run_safety
+
+    def main(argv):
+        folder = argv[1]
+        step = tf.Variable(0, dtype=tf.int64)
+        checkpoint = tf.train.Checkpoint(step=step, weights=tf.Variable(tf.ones([600, 1000])))
+        with run_safety.RunLock(folder):
+            run_safety.repair_checkpoint_state(folder)
+            manager = tf.train.CheckpointManager(checkpoint, folder, max_to_keep=3)
+            restored = manager.restore_or_initialize()
+            print("resumed at", int(step.numpy()), restored, flush=True)
+            disk = os.statvfs(folder)  # leaves 1 MB free: the 2.4 MB save cannot fit
+            with open(os.path.join(folder, "filler"), "wb") as f:
+                f.write(b"x" * (disk.f_bavail * disk.f_frsize - 2**20))
+            run_safety.save_checkpoint(manager, int(step.numpy()) + 1)
+
+    cli.run_main(main)
+""")
+
+
+def _state(folder):
+    step = tf.Variable(0, dtype=tf.int64)
+    checkpoint = tf.train.Checkpoint(step=step, weights=tf.Variable(tf.ones([600, 1000])))
+    return step, tf.train.CheckpointManager(checkpoint, folder, max_to_keep=3)
+
+
+def test_a_full_disk_in_a_fresh_process_then_the_resume_after_freeing_space(tmp_path):
+    """A real full disk: a 6 MB tmpfs (needs root; skipped elsewhere)."""
+    disk = str(tmp_path / "disk")
+    os.makedirs(disk)
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=6m", "tmpfs", disk],
+                      capture_output=True).returncode != 0:
+        pytest.skip("cannot mount a small tmpfs here (not root)")
+    try:
+        folder = os.path.join(disk, "run")
+        step, manager = _state(folder)
+        step.assign(1)
+        manager.save(checkpoint_number=1)
+        full = subprocess.run([sys.executable, "-c", FULL_DISK, folder], cwd=ROOT,
+                              env={**os.environ, "PYTHONPATH": ROOT}, capture_output=True,
+                              text=True, timeout=120)
+        assert full.returncode == 2, full.stderr
+        assert full.stdout == f"resumed at 1 {folder}/ckpt-1\n"
+        assert full.stderr.strip().splitlines()[-1] == (
+            f"error: no space left on {folder} while saving ckpt-2; the previous "
+            "checkpoint ckpt-1 is intact; free space and rerun to resume")
+        assert "Traceback" not in full.stderr
+        assert listing(folder) == ["checkpoint", "ckpt-1" + DATA, "ckpt-1.index", "filler"]
+        os.remove(os.path.join(folder, "filler"))
+        step, manager = _state(folder)
+        assert manager.restore_or_initialize() == os.path.join(folder, "ckpt-1")
+        assert run_safety.save_checkpoint(manager, 2) == os.path.join(folder, "ckpt-2")
+        assert run_safety.latest_readable_checkpoint(folder)[0].endswith("ckpt-2")
+    finally:
+        subprocess.run(["umount", disk], check=False)
