@@ -16,6 +16,7 @@ The lock lives in genesis_tf.run_lock (pure Python, re-exported here). Below
 genesis_tf.runs; imports nothing of genesis_tf but the error base and the lock.
 """
 import collections
+import contextlib
 import errno
 import os
 import re
@@ -152,6 +153,24 @@ def checked_checkpoint(path, model_dir=None):
     raise DamagedCheckpointError(f"checkpoint {path} {what}; {advice}")
 
 
+@contextlib.contextmanager
+def reading_checkpoint(path, model_dir=None):
+    """Turns a raw read failure inside the block (IndexError 'Read less bytes than
+    requested', DataLossError 'Checksum does not match', 'not an sstable') into
+    checked_checkpoint's one-line DamagedCheckpointError: for restores of files that
+    were damaged after they were checked."""
+    try:
+        yield
+    except (tf.errors.OpError, IndexError) as error:
+        if isinstance(error, tf.errors.OpError) and not isinstance(
+                error, (tf.errors.DataLossError, tf.errors.NotFoundError)) and _reason(
+                error).startswith("unreadable"):
+            raise  # not a damaged file (a shape mismatch, ...): the caller's to explain
+        checked_checkpoint(path, model_dir)  # names the file, the reason, the fallback
+        raise DamagedCheckpointError(f"checkpoint {path} is damaged ({_reason(error)}); "
+                                     "pass another --checkpoint") from error
+
+
 def resolve_checkpoint(model_dir, checkpoint=None, report=warn):
     """The checkpoint a tool should restore: `checkpoint` if given (checked whole),
     else the newest readable one of model_dir, reporting in one line what was skipped.
@@ -213,6 +232,17 @@ def repair_checkpoint_state(model_dir, name=CHECKPOINT_NAME, report=warn):
     report(f"rebuilt {os.path.join(model_dir, STATE_FILE)} from the checkpoints present"
            f" ({', '.join(names)})")
     return readable[0], skipped
+
+
+def prepare_resume(model_dir, report=warn):
+    """What a trainer does first, holding the RunLock and before it builds its
+    CheckpointManager: removes orphans of interrupted saves (one line saying what was
+    freed) and repairs the state file. Returns (newest readable prefix or None,
+    [Skipped])."""
+    count, freed = clean_orphans(model_dir)
+    if count:
+        report(describe_freed(count, freed))
+    return repair_checkpoint_state(model_dir, report=report)
 
 
 def _write_state(model_dir, names):

@@ -234,6 +234,33 @@ def test_a_run_whose_every_checkpoint_is_damaged_is_one_line(run_dir):
         "train again")
 
 
+@pytest.mark.parametrize("kind", ["truncated", "overwritten", "truncated_index"])
+def test_a_restore_of_a_file_damaged_after_its_check_is_one_line(run_dir, kind):
+    path = os.path.join(run_dir, "ckpt-300")
+    damage(run_dir, kind)
+    with pytest.raises(DamagedCheckpointError) as raised:
+        with run_safety.reading_checkpoint(path, run_dir):
+            tf.train.Checkpoint(**_variables()).restore(path)
+    assert str(raised.value) == (
+        f"checkpoint {path} is damaged ({REASONS[kind]}); the newest readable one is "
+        f"ckpt-200: pass --checkpoint={run_dir}/ckpt-200 or delete the damaged files")
+    with pytest.raises(ValueError, match="other"):  # anything else passes unchanged
+        with run_safety.reading_checkpoint(path, run_dir):
+            raise ValueError("other")
+
+
+def test_prepare_resume_cleans_orphans_and_repairs_the_state_in_one_call(run_dir):
+    damage(run_dir, "missing")  # the state file still names ckpt-300
+    _write(os.path.join(run_dir, "ckpt-300_temp", "part-00000-of-00001.index"), 2_500_000)
+    reports = []
+    assert run_safety.prepare_resume(run_dir, report=reports.append) == (
+        os.path.join(run_dir, "ckpt-200"), [])
+    assert reports == ["removed 1 leftover(s) of interrupted saves (2.5 MB)",
+                       f"rebuilt {run_dir}/checkpoint from the checkpoints present "
+                       "(ckpt-100, ckpt-200)"]
+    assert tf.train.latest_checkpoint(run_dir) == os.path.join(run_dir, "ckpt-200")
+
+
 RESTORE = textwrap.dedent("""
     import sys
     from genesis_tf import runs
