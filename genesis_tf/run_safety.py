@@ -220,12 +220,17 @@ def repair_checkpoint_state(model_dir, name=CHECKPOINT_NAME, report=warn):
     readable, skipped = readable_checkpoints(model_dir, name)
     state = read_checkpoint_state(model_dir)
     names = [os.path.basename(p) for p in reversed(readable)]  # oldest first, as TF keeps
-    if skipped:
-        report(f"skipped damaged checkpoint(s) {describe_skipped(skipped)}"
-               + (f"; resuming from {names[-1]}" if names else "; none is readable"))
+    if skipped and names:  # with none readable the caller refuses (prepare_resume)
+        report(f"skipped damaged checkpoint(s) {describe_skipped(skipped)}; resuming "
+               f"from {names[-1]}")
     current = state is not None and (
         os.path.basename(state.model_checkpoint_path) == (names[-1] if names else None)
         and set(_state_names(state)) <= set(names))
+    if not names and not skipped and tf.io.gfile.exists(os.path.join(model_dir, STATE_FILE)):
+        # It names checkpoints that are gone: a manager would try to restore them.
+        _remove(os.path.join(model_dir, STATE_FILE))
+        report(f"removed {os.path.join(model_dir, STATE_FILE)}: it names checkpoints "
+               "that are not there; starting without one")
     if not names or current:
         return (readable[0] if readable else None), skipped
     _write_state(model_dir, names)
@@ -242,7 +247,12 @@ def prepare_resume(model_dir, report=warn):
     count, freed = clean_orphans(model_dir)
     if count:
         report(describe_freed(count, freed))
-    return repair_checkpoint_state(model_dir, report=report)
+    newest, skipped = repair_checkpoint_state(model_dir, report=report)
+    if skipped and newest is None:  # a start at step 0 would overwrite them in time
+        raise DamagedCheckpointError(
+            f"no readable checkpoint in {model_dir}: {describe_skipped(skipped)}; restore "
+            "the files from a copy, or delete them to train from the start")
+    return newest, skipped
 
 
 def _write_state(model_dir, names):

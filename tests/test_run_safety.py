@@ -261,6 +261,28 @@ def test_prepare_resume_cleans_orphans_and_repairs_the_state_in_one_call(run_dir
     assert tf.train.latest_checkpoint(run_dir) == os.path.join(run_dir, "ckpt-200")
 
 
+def test_prepare_resume_refuses_a_run_whose_every_checkpoint_is_damaged(run_dir):
+    for step in STEPS:
+        damage(run_dir, "truncated", step)
+    before = listing(run_dir)
+    with pytest.raises(DamagedCheckpointError, match=(
+            f"^no readable checkpoint in {run_dir}: ckpt-300 \\(data file truncated\\), "
+            ".*; restore the files from a copy, or delete them to train from the start$")):
+        run_safety.prepare_resume(run_dir, report=pytest.fail)
+    assert listing(run_dir) == before
+
+
+def test_a_state_file_naming_only_deleted_checkpoints_is_removed(run_dir):
+    for step in STEPS:
+        damage(run_dir, "missing", step)
+    reports = []
+    assert run_safety.prepare_resume(run_dir, report=reports.append) == (None, [])
+    assert reports == [f"removed {run_dir}/checkpoint: it names checkpoints that are not "
+                       "there; starting without one"]
+    manager = tf.train.CheckpointManager(tf.train.Checkpoint(**_variables()), run_dir, 3)
+    assert manager.restore_or_initialize() is None
+
+
 RESTORE = textwrap.dedent("""
     import sys
     from genesis_tf import runs
