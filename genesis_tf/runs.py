@@ -26,6 +26,7 @@ import os
 
 import tensorflow as tf
 
+from genesis_tf import run_safety
 from genesis_tf.errors import UserError
 from genesis_tf.models import MODELS
 from genesis_tf.models.base import from_description
@@ -70,11 +71,7 @@ def description_changes(old, new):
 
 def _write_json(path, value):
     """Writes JSON under a temporary name, then renames it: never a half-written file."""
-    partial = path + ".partial"
-    with tf.io.gfile.GFile(partial, "w") as f:
-        json.dump(value, f, indent=2, sort_keys=True)
-        f.write("\n")
-    tf.io.gfile.rename(partial, path, overwrite=True)
+    run_safety.write_atomically(path, json.dumps(value, indent=2, sort_keys=True) + "\n")
 
 
 def write_run_info(model_dir, dataset, data_dir, image_size):
@@ -170,21 +167,31 @@ def check_holds_model(path, model, model_dir=None):
 
 def restore(model_dir, checkpoint=None):
     """The trained model of a run: rebuilt from model_dir/model.json and restored from
-    its latest checkpoint (or `checkpoint`), every variable checked.
+    its newest checkpoint that reads back whole (or `checkpoint`), every variable checked.
 
-    Works in a fresh process without any gin configuration. Raises NotARunError (a
-    FileNotFoundError) when there is no run or no checkpoint, CheckpointMismatchError
-    when the checkpoint does not hold the whole model.
+    Works in a fresh process without any gin configuration. Damaged newer checkpoints
+    are skipped with one warning line on stderr naming each and why. Raises NotARunError
+    (a FileNotFoundError) when there is no run or no checkpoint, DamagedCheckpointError
+    when `checkpoint` (or every checkpoint) is damaged, CheckpointMismatchError when the
+    checkpoint does not hold the whole model.
     """
-    description = read_description(model_dir)
-    if description is None:
+    return _restore_from(model_dir, _checkpoint_to_restore(model_dir, checkpoint))
+
+
+def _checkpoint_to_restore(model_dir, checkpoint):
+    """The checked checkpoint path of a run (see restore)."""
+    if read_description(model_dir) is None:
         raise NotARunError(
             f"{os.path.join(model_dir, MODEL_FILE)} not found: {model_dir} is not a "
             "genesis_tf run directory (python -m genesis_tf.train --model_dir=... makes one)")
-    path = checkpoint or tf.train.latest_checkpoint(model_dir)
+    path = run_safety.resolve_checkpoint(model_dir, checkpoint)
     if not path:
         raise NotARunError(f"no checkpoint in {model_dir}; the run saved none yet")
-    model = from_description(description, MODELS).build_for_images()
+    return path
+
+
+def _restore_from(model_dir, path):
+    model = from_description(read_description(model_dir), MODELS).build_for_images()
     check_holds_model(path, model, model_dir)
     problem = None
     logger = tf.get_logger()
@@ -211,9 +218,8 @@ def restore(model_dir, checkpoint=None):
 def restore_with_state(model_dir, checkpoint=None):
     """(model, checkpoint path, training_state of it): restore() for the tools that also
     report the training step (evaluate, visualise, warm_start)."""
-    path = checkpoint or tf.train.latest_checkpoint(model_dir)
-    model = restore(model_dir, checkpoint=path)  # raises first when there is no checkpoint
-    return model, path, training_state(path)
+    path = _checkpoint_to_restore(model_dir, checkpoint)
+    return _restore_from(model_dir, path), path, training_state(path)
 
 
 def training_state(path):
