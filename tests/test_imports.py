@@ -25,7 +25,8 @@ LAYERS = [
     # 2: input pipelines and dataset registry
     ["genesis_tf.data"],
     # 3: what a run directory holds; NumPy pictures; every score
-    ["genesis_tf.runs", "genesis_tf.plotting.grids", "genesis_tf.metrics"],
+    ["genesis_tf.runs", "genesis_tf.run_safety", "genesis_tf.run_lock",
+     "genesis_tf.plotting.grids", "genesis_tf.metrics"],
     # 4: libraries built on all of that
     ["genesis_tf.training", "genesis_tf.plotting", "genesis_tf.traversal",
      "genesis_tf.export"],
