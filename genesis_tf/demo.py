@@ -51,18 +51,12 @@ def main(argv):
     from genesis_tf import data as data_lib
     from genesis_tf import figures
     from genesis_tf.evaluation import segmentation_scores
-    from genesis_tf.training import config, train
+    from genesis_tf.training import train
 
     output_dir = os.path.abspath(FLAGS.output_dir)
     data_dir = FLAGS.data_dir or os.path.join(output_dir, "tensorflow_datasets")
     os.makedirs(output_dir, exist_ok=True)
-    bindings = [f"train.max_minutes = {FLAGS.minutes}", f"train.data_dir = '{data_dir}'"]
-    if FLAGS.dataset:
-        bindings.append(f"train.dataset = '{FLAGS.dataset}'")
-    if FLAGS.max_steps:
-        bindings.append(f"train.num_steps = {FLAGS.max_steps}")
-    config.parse([os.path.join(config.gin_configs_dir(), DEMO_GIN)],
-                 bindings + list(FLAGS.gin_bindings))
+    _configure(data_dir)
     dataset = gin.query_parameter("train.dataset")
 
     started = time.monotonic()
@@ -82,9 +76,9 @@ def main(argv):
             "from scratch)") if start else ""
     print(f"Training GENESIS for up to {FLAGS.minutes:g} minutes{rate}; watch it with "
           f"tensorboard --logdir {model_dir}", flush=True)
-    # Passed, not bound: gin's configuration is locked once parsed.
-    result = train(model_dir, **({"warm_start": start["path"],
-                                  "learning_rate": CONTINUE_LEARNING_RATE} if start else {}))
+    if start:
+        _configure(data_dir, start)
+    result = train(model_dir)
 
     split, image_size = "test", result.model.image_size
     scores, first = segmentation_scores(result.model, dataset, image_size, EVAL_IMAGES,
@@ -120,6 +114,28 @@ def main(argv):
         flush=True,
     )
     return 0
+
+
+def _configure(data_dir, start=None):
+    """Parses demo.gin with the flags' bindings. A run that continues a trained model
+    (`start`, from _starting_weights) also binds its weights file and
+    CONTINUE_LEARNING_RATE, after the user's bindings: gin settings like any other, so the
+    run's operative_config.gin records them."""
+    import gin
+
+    from genesis_tf.training import config
+
+    bindings = [f"train.max_minutes = {FLAGS.minutes}", f"train.data_dir = {data_dir!r}"]
+    if FLAGS.dataset:
+        bindings.append(f"train.dataset = {FLAGS.dataset!r}")
+    if FLAGS.max_steps:
+        bindings.append(f"train.num_steps = {FLAGS.max_steps}")
+    bindings += list(FLAGS.gin_bindings)
+    if start:
+        bindings += [f"train.warm_start = {start['path']!r}",
+                     f"make_optimizer.learning_rate = {CONTINUE_LEARNING_RATE!r}"]
+    gin.clear_config()  # the second parse (with `start`) replaces the first
+    config.parse([os.path.join(config.gin_configs_dir(), DEMO_GIN)], bindings)
 
 
 def _starting_weights(model_dir, dataset, data_dir):

@@ -636,7 +636,8 @@ def test_command_writes_a_run_that_restores_with_its_state(converted_run):
                  "encoder/hidden/kernel", "mask_encoder/gated_conv_1/g_norm/moving_variance"):
         np.testing.assert_array_equal(weights[path].numpy(), oracle[path], err_msg=path)
     assert checkpoints.run_setting(str(out), "train.dataset") == "multi_dsprites/colored"
-    assert checkpoints.run_setting(str(out), "train.optimizer") == "torch_adam"
+    assert checkpoints.run_setting(str(out), "make_optimizer.name") == "torch_adam"
+    assert checkpoints.run_setting(str(out), "make_optimizer.learning_rate") == 1e-4
     description = json.loads((out / "model.json").read_text())
     assert description["config"] == {**description["config"], **SMALL}
 
@@ -644,9 +645,7 @@ def test_command_writes_a_run_that_restores_with_its_state(converted_run):
 def test_operative_config_rebuilds_the_model_and_train_restores_the_checkpoint(converted_run):
     import gin
 
-    from genesis_tf.geco import GECO
-    from genesis_tf.training import config
-    from genesis_tf.training.optimizers import make_optimizer
+    from genesis_tf.training import TrainState, config
 
     out, _, _ = converted_run
     gin.clear_config()
@@ -657,18 +656,15 @@ def test_operative_config_rebuilds_the_model_and_train_restores_the_checkpoint(c
         net = factory(image_size=image_size)
         assert checkpoints.description_changes(
             checkpoints.read_description(str(out)), checkpoints.describe(net)) == []
+        # What train() builds and restores (genesis_tf/training/state.py), with the
+        # optimizer the file configures.
+        state = TrainState.build(factory, image_size, tf.distribute.get_strategy())
     finally:
         gin.clear_config()
-    # What train() builds before it restores (genesis_tf/training/loop.py).
-    net = net.build_for_images()
-    opt = make_optimizer("torch_adam", 1e-4)
-    opt.build(net.trainable_variables)
-    geco = GECO.for_image(32, 32)
-    step = tf.Variable(0, dtype=tf.int64)
-    ckpt = tf.train.Checkpoint(model=net, optimizer=opt, geco=geco, step=step)
-    checkpoints.restore_into(ckpt, tf.train.latest_checkpoint(str(out)), net, str(out))
-    assert int(step.numpy()) == 4321 and int(opt.iterations.numpy()) == 2
-    assert bool(geco.initialised.numpy())
+    assert state.restore_or_initialize(str(out)) == tf.train.latest_checkpoint(str(out))
+    assert int(state.step.numpy()) == 4321 and int(state.optimizer.iterations.numpy()) == 2
+    assert bool(state.geco.initialised.numpy())
+    assert float(state.geco.beta.numpy()) == pytest.approx(0.37)
 
 
 @pytest.fixture(scope="module")

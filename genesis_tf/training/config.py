@@ -17,7 +17,6 @@ genesis_tf/gin_configs/ (setup.py). `gin_configs_dir()` finds whichever applies,
 import contextlib
 import glob
 import os
-
 import re
 
 import gin
@@ -55,6 +54,7 @@ _IN_FILE = re.compile(r'In file "([^"]+)", line (\d+)')
 
 class ConfigurationError(ValueError):
     """The gin configuration asks for something that cannot be built."""
+
 
 _PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # genesis_tf/
 _CHECKOUT_DIR = os.path.dirname(_PACKAGE_DIR)
@@ -155,7 +155,12 @@ def _include_search(folders):
 def parse(gin_files=(), gin_bindings=()):
     """Parses files and bindings. A file is taken relative to the working directory, else
     from gin_configs_dir(); `include` lines resolve against gin_configs_dir(), then each
-    file's folder, the working directory and any gin search path added elsewhere."""
+    file's folder, the working directory and any gin search path added elsewhere.
+
+    Raises:
+      ConfigurationError: a binding of a name in RENAMED (one line naming its replacement).
+      ValueError, SyntaxError, FileNotFoundError: gin's own errors.
+    """
     files = [resolve_gin_file(f) for f in gin_files]
     folders = [gin_configs_dir(), *(os.path.dirname(f) for f in files), os.getcwd(),
                *(p for p in gin.config._LOCATION_PREFIXES if p)]

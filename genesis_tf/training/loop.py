@@ -104,41 +104,42 @@ def train(model_dir, model=gin.REQUIRED, dataset="synthetic", image_size=64, bat
     return _run(model_dir, settings)
 
 
-def _run(model_dir, s):
-    strategy = _checked_strategy(model_dir, s)
-    state = TrainState.build(s.model, s.image_size, strategy, s.precision)
+def _run(model_dir, settings):
+    """train(): state, restore or warm start, the run's records, the loops, the result."""
+    strategy = _checked_strategy(model_dir, settings)
+    state = TrainState.build(settings.model, settings.image_size, strategy, settings.precision)
     description = checkpoints.describe(state.model)
     checkpoints.check_same_model(model_dir, description)
-    kl_weights = None if s.kl_weights is None else _checked_kl_weights(
-        s.kl_weights, state.term_means, state.model)
+    kl_weights = None if settings.kl_weights is None else _checked_kl_weights(
+        settings.kl_weights, state.term_means, state.model)
     chief = strategy.extended.should_checkpoint
     # Every worker takes part in saving; the others into a scratch folder, removed below.
     save_dir = model_dir if chief else os.path.join(
         model_dir, f"worker_tmp_{strategy.cluster_resolver.task_id}")
     tf.io.gfile.makedirs(save_dir)
-    warm = {}
+    warm, warm_start = {}, settings.warm_start
     restored = state.restore_or_initialize(
-        model_dir, init_fn=state.warm_start_fn(s.warm_start, warm) if s.warm_start else None)
+        model_dir, init_fn=state.warm_start_fn(warm_start, warm) if warm_start else None)
     start_step = int(state.step.numpy())
-    manager = state.manager(save_dir, s.keep_checkpoints, s.checkpoint_every)
-    inner = _InnerLoop(state, strategy, s, kl_weights,
+    manager = state.manager(save_dir, settings.keep_checkpoints, settings.checkpoint_every)
+    inner = _InnerLoop(state, strategy, settings, kl_weights,
                        data_start=0 if warm else start_step)  # a warm start reads from 0
     if chief:  # after the input pipeline, so that train_dataset.* is recorded too
         _record_run(model_dir, description, start_step)
     if restored:
         print(f"Resumed from {restored} at step {start_step}.", flush=True)
     elif warm:
-        print(f"Starting from the weights in {s.warm_start} (step {start_step}, GECO beta "
+        print(f"Starting from the weights in {settings.warm_start} (step {start_step}, GECO beta "
               f"{warm['beta']:.3g}); the optimizer starts afresh.", flush=True)
     writers = _writers(model_dir, strategy.extended.should_save_summary)
-    budget, progress = actions_lib.TimeBudget(s.max_minutes), Progress(s.num_steps)
+    budget, progress = actions_lib.TimeBudget(settings.max_minutes), Progress(settings.num_steps)
     progress.deadline = budget.deadline
     try:
         with actions_lib.StopSignals() as stop:
             step, metrics = _outer_loop(
-                state, inner, _actions(state, manager, writers, progress, s,
+                state, inner, _actions(state, manager, writers, progress, settings,
                                        images=strategy.extended.should_save_summary),
-                manager, s, (budget, stop, progress))
+                manager, settings, (budget, stop, progress))
     finally:
         for writer in writers:
             writer.flush()
@@ -147,19 +148,21 @@ def _run(model_dir, s):
     return TrainResult(state.model, step, metrics, model_dir, manager.latest_checkpoint)
 
 
-def _checked_strategy(model_dir, s):
+def _checked_strategy(model_dir, settings):
     """The strategy to train under, after the checks that need nothing built."""
-    precision_lib.check_hardware(s.precision)  # also rejects unknown names
-    if s.steps_per_loop < 1 or s.num_steps < 0 or s.batch_size < 1:
+    precision_lib.check_hardware(settings.precision)  # also rejects unknown names
+    if settings.steps_per_loop < 1 or settings.num_steps < 0 or settings.batch_size < 1:
         raise ValueError("steps_per_loop and batch_size must be >= 1, num_steps >= 0")
     if tf.io.gfile.exists(model_dir) and not tf.io.gfile.isdir(model_dir):
         raise NotADirectoryError(
             f"--model_dir={model_dir} is a file; give a directory (new or of an earlier run)")
-    data_lib.check_available(s.dataset, s.data_dir)  # before anything is written
-    strategy = make_strategy(s.strategy) if isinstance(s.strategy, str) else s.strategy
-    if s.batch_size % strategy.num_replicas_in_sync:
+    data_lib.check_available(settings.dataset, settings.data_dir)  # before anything is written
+    strategy = settings.strategy
+    if isinstance(strategy, str):
+        strategy = make_strategy(strategy)
+    if settings.batch_size % strategy.num_replicas_in_sync:
         raise ValueError(
-            f"batch_size {s.batch_size} must be divisible by the "
+            f"batch_size {settings.batch_size} must be divisible by the "
             f"{strategy.num_replicas_in_sync} replicas")
     return strategy
 
@@ -200,14 +203,14 @@ class _InnerLoop:
     """Runs n replica steps in one tf.function call (a tf.range loop), each step's loss
     terms into the state's term means. The first call traces, and says so."""
 
-    def __init__(self, state, strategy, s, kl_weights, data_start):
-        self.state, self.dataset, self.data_dir = state, s.dataset, s.data_dir
+    def __init__(self, state, strategy, settings, kl_weights, data_start):
+        self.state, self.dataset, self.data_dir = state, settings.dataset, settings.data_dir
         iterator = iter(strategy.distribute_datasets_from_function(
-            _dataset_fn(s, data_start)))
+            _dataset_fn(settings, data_start)))
         replica_step = make_train_step(
-            state.model, state.optimizer, state.geco, s.batch_size,
-            loss_scaling=state.loss_scaling, deterministic=s.deterministic_posterior,
-            seed_fn=_noise_seed_fn(s.seed, state.step), kl_weights=kl_weights)
+            state.model, state.optimizer, state.geco, settings.batch_size,
+            loss_scaling=state.loss_scaling, deterministic=settings.deterministic_posterior,
+            seed_fn=_noise_seed_fn(settings.seed, state.step), kl_weights=kl_weights)
 
         @tf.function
         def loop(n):
@@ -232,26 +235,27 @@ class _InnerLoop:
             raise
         step = int(self.state.step.numpy())
         if not self._traced:
-            print(f"Compiled and ran {n} step(s) in {time.monotonic() - started:.1f} s.",
+            print(f"Compiled and ran {n} step(s) in {time.monotonic() - started:.1f} settings.",
                   flush=True)
             progress.start(step)  # the ETA leaves tracing out
             self._traced = True
         return step
 
 
-def _dataset_fn(s, data_start):
+def _dataset_fn(settings, data_start):
     """The per-input-pipeline training data (train_dataset.* binds the pipeline's own
     knobs); a resumed seeded run skips the examples consumed before data_start."""
-    if data_start and s.seed is not None:
-        print(f"Skipping the {data_start * s.batch_size:,} examples consumed before step "
+    if data_start and settings.seed is not None:
+        print(f"Skipping the {data_start * settings.batch_size:,} examples consumed before step "
               f"{data_start} (train.seed is set, so the data order continues exactly)…",
               flush=True)
 
     def dataset_fn(input_context):
-        skip = data_start * s.batch_size // input_context.num_input_pipelines
+        skip = data_start * settings.batch_size // input_context.num_input_pipelines
         return config_lib.train_dataset(
-            s.dataset, s.image_size, s.batch_size, data_dir=s.data_dir, seed=s.seed,
-            input_context=input_context, skip_examples=skip if s.seed is not None else 0)
+            settings.dataset, settings.image_size, settings.batch_size,
+            data_dir=settings.data_dir, seed=settings.seed, input_context=input_context,
+            skip_examples=skip if settings.seed is not None else 0)
 
     return dataset_fn
 
@@ -271,51 +275,53 @@ def _noise_seed_fn(seed, step):
     return noise_seed
 
 
-def _actions(state, manager, writers, progress, s, images):
+def _actions(state, manager, writers, progress, settings, images):
     """The outer loop's actions in order: the guard first, the checkpoint last."""
     train_writer, val_writer = writers
     model = state.model
 
     def preview():
         return next(iter(data_lib.train_dataset(
-            s.dataset, s.image_size, 8, data_dir=s.data_dir, seed=0, shuffle=False)))["image"]
+            settings.dataset, settings.image_size, 8, data_dir=settings.data_dir, seed=0,
+            shuffle=False)))["image"]
 
     def validation():
-        return elbo_metrics.evaluate(model, s.dataset, s.image_size, s.batch_size,
-                                     s.data_dir, s.validation_batches)
+        return elbo_metrics.evaluate(model, settings.dataset, settings.image_size,
+                                     settings.batch_size, settings.data_dir,
+                                     settings.validation_batches)
 
     Periodic = actions_lib.Periodic  # noqa: N806 (a class)
     return [
-        actions_lib.DivergenceGuard(s.max_elbo, manager),
-        actions_lib.ProgressLog(progress, s.log_every_seconds),
-        Periodic(s.summary_every, actions_lib.WriteSummaries(train_writer, state.term_means,
+        actions_lib.DivergenceGuard(settings.max_elbo, manager),
+        actions_lib.ProgressLog(progress, settings.log_every_seconds),
+        Periodic(settings.summary_every, actions_lib.WriteSummaries(train_writer, state.term_means,
                                                              progress)),
-        *([Periodic(s.image_summary_every, actions_lib.WriteImages(train_writer, model,
+        *([Periodic(settings.image_summary_every, actions_lib.WriteImages(train_writer, model,
                                                                    preview),
-                    at_end=bool(s.image_summary_every))] if images else []),
-        Periodic(s.validation_every, actions_lib.Validate(val_writer, validation),
+                    at_end=bool(settings.image_summary_every))] if images else []),
+        Periodic(settings.validation_every, actions_lib.Validate(val_writer, validation),
                  at_end=False),
-        actions_lib.SaveCheckpoint(manager, periodic=bool(s.checkpoint_every)),
+        actions_lib.SaveCheckpoint(manager, periodic=bool(settings.checkpoint_every)),
     ]
 
 
-def _outer_loop(state, inner, actions, manager, s, clocks):
+def _outer_loop(state, inner, actions, manager, settings, clocks):
     """Inner loops until num_steps, the time budget or a signal; returns (step, metrics)."""
     budget, stop, progress = clocks
     step, metrics = int(state.step.numpy()), {}
-    while step < s.num_steps:
-        n = min(s.steps_per_loop, s.num_steps - step)
+    while step < settings.num_steps:
+        n = min(settings.steps_per_loop, settings.num_steps - step)
         step = inner(n, progress)
-        metrics = state.metrics(with_geco=s.kl_weights is None)
+        metrics = state.metrics(with_geco=settings.kl_weights is None)
         interrupted = stop.received  # read once: a signal arriving later waits a loop
         out_of_time = budget.expired()
-        final = step >= s.num_steps or out_of_time or interrupted is not None
+        final = step >= settings.num_steps or out_of_time or interrupted is not None
         tick = actions_lib.Tick(step, n, metrics, final)
         for action in actions:
             action(tick)
         if interrupted is not None:
             raise TrainingInterrupted(interrupted, step, manager.latest_checkpoint)
         if out_of_time:
-            print(f"Stopping after {s.max_minutes} minutes at step {step}.", flush=True)
+            print(f"Stopping after {settings.max_minutes} minutes at step {step}.", flush=True)
             break
     return step, metrics

@@ -223,3 +223,25 @@ def test_gins_public_search_path_still_has_the_bug(tmp_path, monkeypatch, caplog
             gin.parse_config_file(str(tmp_path / "crash.gin"))
     finally:
         gin.config._LOCATION_PREFIXES[:] = prefixes
+
+
+def test_build_md_worked_example_sets_geco_and_the_learning_rate(tmp_path, monkeypatch,
+                                                                 clean_gin):
+    """BUILD.md's gin section: its command-line bindings and its own-file example."""
+    import re
+
+    from genesis_tf.training import config
+
+    text = (ROOT / "BUILD.md").read_text()
+    section = text[text.index("### Configuration names (gin)"):]
+    command, own_file = re.findall(r"```\n(.*?)```", section, re.S)[:2]
+    bindings = re.findall(r"--gin_bindings='([^']+)'", command)
+    assert "--gin_file=gin_configs/multi_dsprites.gin" in command and len(bindings) == 2
+    (tmp_path / "my_goal.gin").write_text(own_file)
+    monkeypatch.chdir(tmp_path)
+    for files, extra in ((["multi_dsprites.gin"], bindings), (["my_goal.gin"], [])):
+        gin.clear_config()
+        config.parse(files, extra)
+        assert gin.query_parameter("GECO.goal_per_pixel") == 0.5
+        assert gin.query_parameter("make_optimizer.learning_rate") == 5e-5
+        assert gin.query_parameter("%NUM_SLOTS") == 5
