@@ -49,7 +49,6 @@ def main(argv):
     import gin
 
     from genesis_tf import data as data_lib
-    from genesis_tf import figures
     from genesis_tf.evaluation import segmentation_scores
     from genesis_tf.training import train
 
@@ -84,18 +83,7 @@ def main(argv):
     scores, first = segmentation_scores(result.model, dataset, image_size, EVAL_IMAGES,
                                         split=split, data_dir=data_dir)
     ari, count = scores["fg_ari"], scores["num_images"]
-    step_text = f"after {result.step} training steps"
-    decomposition = figures.save_figure(
-        figures.decomposition_figure(
-            first["image"], first["out"], aris=first["aris"],
-            title=f"GENESIS decomposing {split} images {step_text} "
-                  f"(foreground ARI {ari:.2f} on {count})"),
-        os.path.join(output_dir, "decomposition.png"))
-    generation = figures.save_figure(
-        figures.generation_figure(
-            result.model.sample(8, seed=0),
-            title=f"GENESIS generating scenes slot by slot {step_text}"),
-        os.path.join(output_dir, "generation.png"))
+    decomposition, generation = _draw_figures(result, first, split, ari, count, output_dir)
     print(
         f"\nDone after {result.step} steps ({(time.monotonic() - started) / 60:.1f} min).\n"
         + f"  negative ELBO (last batch): {result.metrics.get('elbo', float('nan')):.1f} nats\n"
@@ -114,6 +102,25 @@ def main(argv):
         flush=True,
     )
     return 0
+
+
+def _draw_figures(result, first, split, ari, count, output_dir):
+    """decomposition.png and generation.png of the trained model; their paths."""
+    from genesis_tf import figures
+
+    step_text = f"after {result.step} training steps"
+    decomposition = figures.save_figure(
+        figures.decomposition_figure(
+            first["image"], first["out"], aris=first["aris"],
+            title=f"GENESIS decomposing {split} images {step_text} "
+                  f"(foreground ARI {ari:.2f} on {count})"),
+        os.path.join(output_dir, "decomposition.png"))
+    generation = figures.save_figure(
+        figures.generation_figure(
+            result.model.sample(8, seed=0),
+            title=f"GENESIS generating scenes slot by slot {step_text}"),
+        os.path.join(output_dir, "generation.png"))
+    return decomposition, generation
 
 
 def _configure(data_dir, start=None):
