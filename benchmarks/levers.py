@@ -69,7 +69,7 @@ from genesis_tf.training.step import make_train_step
 
 DEFAULT_VARIANTS = ("baseline,explicit_padding,conv_full_window,tconv_stride1,keras_bn,"
                     "decode_k_minus_1,input")
-LEARNING_RATE = 1e-4  # the loop's defaults (train.learning_rate, train.adam_epsilon)
+LEARNING_RATE = 1e-4  # the loop's defaults (make_optimizer.learning_rate, .epsilon)
 ADAM_EPSILON = 1e-8
 ALL_VARIANTS = DEFAULT_VARIANTS.split(",") + ["input_no_prefetch", "mixed_bfloat16", "xla"]
 

@@ -42,7 +42,7 @@ from genesis_tf.training import precision as precision_lib
 from genesis_tf.training.optimizers import OPTIMIZERS, TORCH_ADAM, make_optimizer
 from genesis_tf.training.step import make_train_step
 
-LEARNING_RATE = 1e-4  # the loop's defaults (train.learning_rate, train.adam_epsilon)
+LEARNING_RATE = 1e-4  # the loop's defaults (make_optimizer.learning_rate, .epsilon)
 ADAM_EPSILON = 1e-8
 
 

@@ -49,19 +49,12 @@ def main(argv):
     import gin
 
     from genesis_tf import data as data_lib
-    from genesis_tf.plotting import figures
-    from genesis_tf.training import config, train
+    from genesis_tf.training import train
 
     output_dir = os.path.abspath(FLAGS.output_dir)
     data_dir = FLAGS.data_dir or os.path.join(output_dir, "tensorflow_datasets")
     os.makedirs(output_dir, exist_ok=True)
-    bindings = [f"train.max_minutes = {FLAGS.minutes}", f"train.data_dir = '{data_dir}'"]
-    if FLAGS.dataset:
-        bindings.append(f"train.dataset = '{FLAGS.dataset}'")
-    if FLAGS.max_steps:
-        bindings.append(f"train.num_steps = {FLAGS.max_steps}")
-    config.parse([os.path.join(config.gin_configs_dir(), DEMO_GIN)],
-                 bindings + list(FLAGS.gin_bindings))
+    _configure(data_dir)
     dataset = gin.query_parameter("train.dataset")
 
     started = time.monotonic()
@@ -75,25 +68,14 @@ def main(argv):
             "from scratch)") if start else ""
     print(f"Training GENESIS for up to {FLAGS.minutes:g} minutes{rate}; watch it with "
           f"tensorboard --logdir {model_dir}", flush=True)
-    # Passed, not bound: gin's configuration is locked once parsed.
-    result = train(model_dir, **({"warm_start": start["path"],
-                                  "learning_rate": CONTINUE_LEARNING_RATE} if start else {}))
+    if start:
+        _configure(data_dir, start)
+    result = train(model_dir)
 
     split = "test"
     scores, first = _segmentation_scores(result.model, dataset, data_dir, keep_first=8)
     ari, count = scores["fg_ari"], scores["num_images"]
-    step_text = f"after {result.step} training steps"
-    decomposition = figures.save_figure(
-        figures.decomposition_figure(
-            first["image"], first["out"], aris=first["aris"],
-            title=f"GENESIS decomposing {split} images {step_text} "
-                  f"(foreground ARI {ari:.2f} on {count})"),
-        os.path.join(output_dir, "decomposition.png"))
-    generation = figures.save_figure(
-        figures.generation_figure(
-            result.model.sample(8, seed=0),
-            title=f"GENESIS generating scenes slot by slot {step_text}"),
-        os.path.join(output_dir, "generation.png"))
+    decomposition, generation = _draw_figures(result, first, split, ari, count, output_dir)
     print(
         f"\nDone after {result.step} steps ({(time.monotonic() - started) / 60:.1f} min).\n"
         + f"  negative ELBO (last batch): {result.metrics.get('elbo', float('nan')):.1f} nats\n"
@@ -112,6 +94,47 @@ def main(argv):
         flush=True,
     )
     return 0
+
+
+def _draw_figures(result, first, split, ari, count, output_dir):
+    """decomposition.png and generation.png of the trained model; their paths."""
+    from genesis_tf.plotting import figures
+
+    step_text = f"after {result.step} training steps"
+    decomposition = figures.save_figure(
+        figures.decomposition_figure(
+            first["image"], first["out"], aris=first["aris"],
+            title=f"GENESIS decomposing {split} images {step_text} "
+                  f"(foreground ARI {ari:.2f} on {count})"),
+        os.path.join(output_dir, "decomposition.png"))
+    generation = figures.save_figure(
+        figures.generation_figure(
+            result.model.sample(8, seed=0),
+            title=f"GENESIS generating scenes slot by slot {step_text}"),
+        os.path.join(output_dir, "generation.png"))
+    return decomposition, generation
+
+
+def _configure(data_dir, start=None):
+    """Parses demo.gin with the flags' bindings. A run that continues a trained model
+    (`start`, from _starting_weights) also binds its weights file and
+    CONTINUE_LEARNING_RATE, after the user's bindings: gin settings like any other, so the
+    run's operative_config.gin records them."""
+    import gin
+
+    from genesis_tf.training import config
+
+    bindings = [f"train.max_minutes = {FLAGS.minutes}", f"train.data_dir = {data_dir!r}"]
+    if FLAGS.dataset:
+        bindings.append(f"train.dataset = {FLAGS.dataset!r}")
+    if FLAGS.max_steps:
+        bindings.append(f"train.num_steps = {FLAGS.max_steps}")
+    bindings += list(FLAGS.gin_bindings)
+    if start:
+        bindings += [f"train.warm_start = {start['path']!r}",
+                     f"make_optimizer.learning_rate = {CONTINUE_LEARNING_RATE!r}"]
+    gin.clear_config()  # the second parse (with `start`) replaces the first
+    config.parse([os.path.join(config.gin_configs_dir(), DEMO_GIN)], bindings)
 
 
 def _starting_weights(model_dir, dataset, data_dir):

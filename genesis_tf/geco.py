@@ -9,7 +9,11 @@ err + β·KL with β held constant (not differentiated).
 
 Constants from the GENESIS reference implementation: goal = 0.5655·H·W·C,
 s = 1e-5·64²/(H·W), α = 0.99, speedup 10, β₀ = 1.
+
+In gin, GECO is configured as `GECO.alpha`, `GECO.speedup`, `GECO.goal_per_pixel`,
+`GECO.step_size_scale` and `GECO.beta_init` (the factory `configured_geco` below).
 """
+import gin
 import tensorflow as tf
 
 GOAL_PER_PIXEL = 0.5655
@@ -76,3 +80,17 @@ class GECO(tf.Module):
         )
         self.beta.assign(beta)
         return tf.identity(self.beta)
+
+
+@gin.configurable("GECO", module="genesis_tf.geco", denylist=["height", "width", "channels"])
+def configured_geco(height, width, channels=3, alpha=0.99, speedup=10.0,
+                    goal_per_pixel=GOAL_PER_PIXEL, step_size_scale=1.0, beta_init=1.0):
+    """GECO.for_image with the knobs a .gin file binds as GECO.<name>.
+
+    A factory rather than the class: goal_per_pixel and step_size_scale are the
+    image-size-free forms of the constructor's goal and step size (the image size is the
+    loop's, train.image_size). Every shipped experiment keeps the reference's values.
+    """
+    return GECO.for_image(height, width, channels, goal_per_pixel=goal_per_pixel,
+                          step_size_scale=step_size_scale, alpha=alpha, speedup=speedup,
+                          beta_init=beta_init)

@@ -19,7 +19,6 @@ torch = pytest.importorskip("torch", reason="pip install -e '.[torch]' (torch CP
 from genesis_tf import cli, runs  # noqa: E402
 from genesis_tf.models import config_of  # noqa: E402
 from genesis_tf.tools import convert_reference as cr  # noqa: E402
-from genesis_tf.training import checkpoints  # noqa: E402
 from genesis_tf.training import warm_start as warm_start_lib  # noqa: E402
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -639,7 +638,10 @@ def test_command_writes_a_run_that_restores_with_its_state(converted_run):
                  "encoder/hidden/kernel", "mask_encoder/gated_conv_1/g_norm/moving_variance"):
         np.testing.assert_array_equal(weights[path].numpy(), oracle[path], err_msg=path)
     assert runs.read_run_info(str(out))["dataset"] == "multi_dsprites/colored"
-    assert "train.optimizer = 'torch_adam'" in (out / "operative_config.gin").read_text()
+    bindings = (out / "operative_config.gin").read_text().splitlines()
+    assert "train.dataset = 'multi_dsprites/colored'" in bindings
+    assert "make_optimizer.name = 'torch_adam'" in bindings
+    assert "make_optimizer.learning_rate = 0.0001" in bindings
     description = json.loads((out / "model.json").read_text())
     assert description["config"] == {**description["config"], **SMALL}
 
@@ -647,9 +649,7 @@ def test_command_writes_a_run_that_restores_with_its_state(converted_run):
 def test_operative_config_rebuilds_the_model_and_train_restores_the_checkpoint(converted_run):
     import gin
 
-    from genesis_tf.geco import GECO
-    from genesis_tf.training import config
-    from genesis_tf.training.optimizers import make_optimizer
+    from genesis_tf.training import TrainState, config
 
     out, _, _ = converted_run
     gin.clear_config()
@@ -660,18 +660,15 @@ def test_operative_config_rebuilds_the_model_and_train_restores_the_checkpoint(c
         net = factory(image_size=image_size)
         assert runs.description_changes(
             runs.read_description(str(out)), config_of(net)) == []
+        # What train() builds and restores (genesis_tf/training/state.py), with the
+        # optimizer the file configures.
+        state = TrainState.build(factory, image_size, tf.distribute.get_strategy())
     finally:
         gin.clear_config()
-    # What train() builds before it restores (genesis_tf/training/loop.py).
-    net = net.build_for_images()
-    opt = make_optimizer("torch_adam", 1e-4)
-    opt.build(net.trainable_variables)
-    geco = GECO.for_image(32, 32)
-    step = tf.Variable(0, dtype=tf.int64)
-    ckpt = tf.train.Checkpoint(model=net, optimizer=opt, geco=geco, step=step)
-    checkpoints.restore_into(ckpt, tf.train.latest_checkpoint(str(out)), net, str(out))
-    assert int(step.numpy()) == 4321 and int(opt.iterations.numpy()) == 2
-    assert bool(geco.initialised.numpy())
+    assert state.restore_or_initialize(str(out)) == tf.train.latest_checkpoint(str(out))
+    assert int(state.step.numpy()) == 4321 and int(state.optimizer.iterations.numpy()) == 2
+    assert bool(state.geco.initialised.numpy())
+    assert float(state.geco.beta.numpy()) == pytest.approx(0.37)
 
 
 @pytest.fixture(scope="module")

@@ -93,3 +93,24 @@ def test_update_inside_tf_function_and_replica_context():
     assert values == pytest.approx([100.0, 100.0])
     betas = [float(v) for v in strategy.experimental_local_results(g.beta)]
     assert betas == pytest.approx([1.0, 1.0])
+
+
+def test_the_gin_factory_defaults_to_the_reference_and_takes_bindings():
+    import gin
+
+    from genesis_tf.geco import configured_geco
+
+    default, reference = configured_geco(64, 64), GECO.for_image(64, 64)
+    for name in ("goal", "step_size", "alpha", "speedup"):
+        assert getattr(default, name) == getattr(reference, name), name
+    assert float(default.beta.numpy()) == 1.0
+    gin.clear_config()
+    try:
+        gin.parse_config(["GECO.alpha = 0.9", "GECO.speedup = 2.0", "GECO.beta_init = 0.5",
+                          "GECO.goal_per_pixel = 0.25", "GECO.step_size_scale = 3.0"])
+        bound = configured_geco(32, 32)
+    finally:
+        gin.clear_config()
+    assert bound.alpha == 0.9 and bound.speedup == 2.0 and float(bound.beta.numpy()) == 0.5
+    assert bound.goal == pytest.approx(0.25 * 32 * 32 * 3)
+    assert bound.step_size == pytest.approx(3.0 * 1e-5 * 4)

@@ -12,7 +12,8 @@ The file (applied-ai-lab/genesis's training checkpoints) holds ``model_state_dic
 ``torch.load(..., weights_only=True)`` (a file from the internet never runs code), which
 needs torch: ``pip install genesis_tf[torch]``. The run directory it writes holds
 model.json, a training checkpoint ckpt-<iter_idx> (model, optimizer, GECO's β and err_ema,
-the step) and an operative_config.gin with the model's settings (and train.dataset when
+the step; the layout of genesis_tf.training.state.checkpoint_of) and an
+operative_config.gin with the model's and the optimizer's settings (and train.dataset when
 --dataset is given), so that evaluate, visualise and export accept it, and training
 continues with
 
@@ -511,78 +512,61 @@ def model_arguments(model, state_dict, image_size, num_slots=None):
     return arguments
 
 
-def operative_config(description, source, step, train_settings):
-    """gin text for the run, laid out as train() writes its operative config: the model's
-    settings, then every argument of train() (its defaults, with `train_settings` — model,
-    image size, optimizer, learning rate and the dataset when known — instead), so that
-    ``train --gin_file=<model_dir>/operative_config.gin`` continues the run and reports
-    only the settings one changes."""
-    import inspect
+def operative_config(description, source, step, bindings):
+    """gin text for the converted run: train.model, train.image_size and the model's
+    settings from `description`, then `bindings` ({gin name: value}, e.g.
+    make_optimizer.learning_rate and train.dataset when known). gin parses them (so every
+    name is checked against the registered configurables) and renders them with
+    gin.config_str(), so that ``train --gin_file=<model_dir>/operative_config.gin``
+    continues the run. Clears gin's global configuration (the command has none of its own).
+    """
+    import gin
 
-    from genesis_tf.training.loop import train
+    from genesis_tf.training import config  # noqa: F401  (registers the gin names)
 
     name = description["class_name"]
-    config = dict(description["config"])
-    config.pop("name", None)
-    settings = {key: parameter.default
-                for key, parameter in inspect.signature(train).parameters.items()
-                if parameter.default is not inspect.Parameter.empty}
-    settings.pop("dataset", None)  # recorded only when known: the tools ask otherwise
-    settings.update(train_settings, image_size=config.pop("image_size"))
-    lines = [
-        f"# Converted by genesis_tf.convert_reference from {source} (reference step {step}).",
-        "# Continue training: python -m genesis_tf.train --gin_file=<this file> "
-        "--model_dir=<this folder>",
-        "",
-        f"# Parameters for {name}:",
-        "# " + "=" * 78,
-        *(f"{name}.{key} = {value!r}" for key, value in sorted(config.items())),
-        "",
-        "# Parameters for train:",
-        "# " + "=" * 78,
-    ]
-    for key, value in sorted(settings.items()):
-        lines.append(f"train.{key} = " + (f"@{name}" if key == "model" else repr(value)))
-    return "\n".join(lines) + "\n"
+    settings = dict(description["config"])
+    settings.pop("name", None)
+    lines = [f"train.model = @{name}", f"train.image_size = {settings.pop('image_size')!r}",
+             *(f"{name}.{key} = {value!r}" for key, value in sorted(settings.items())),
+             *(f"{key} = {value!r}" for key, value in sorted(bindings.items()))]
+    gin.clear_config()
+    try:
+        gin.parse_config(lines)
+        text = gin.config_str()
+    finally:
+        gin.clear_config()
+    return (f"# Converted by genesis_tf.convert_reference from {source} (reference step "
+            f"{step}).\n# Continue training: python -m genesis_tf.train --gin_file=<this "
+            "file> --model_dir=<this folder>\n\n" + text)
 
 
-def convert(checkpoint, model, image_size, model_dir, num_slots=None, dataset=None,
-            log=print, data=None):
-    """Reads the reference checkpoint (or takes `data`, read_checkpoint's result) and
-    writes the genesis_tf run directory; returns {'checkpoint': path written, 'step',
-    'beta', 'err_ema', 'optimizer' (None when reset), 'model'}."""
-    data = read_checkpoint(checkpoint) if data is None else data
-    state_dict = data["model_state_dict"]
-    arguments = model_arguments(model, state_dict, image_size, num_slots)
-
-    import tensorflow as tf
-
-    from genesis_tf import runs
-    from genesis_tf.geco import GECO
-    from genesis_tf.models import MODELS, config_of
-    from genesis_tf.training import warm_start as warm_start_lib
-    from genesis_tf.training.optimizers import make_optimizer
-
-    net = MODELS[MODEL_CLASSES[model]](**arguments).build_for_images()
-    variables = warm_start_lib.weights_of(net)
+def _assign_weights(model, state_dict, variables):
+    """Converts every state-dict tensor into its genesis_tf variable."""
     shapes = {path: tuple(v.shape) for path, v in variables.items()}
     arrays = convert_state_dict(model, state_dict, shapes)
     for path, variable in variables.items():
         variable.assign(arrays[path])
+    return shapes
+
+
+def _converted_optimizer(model, net, data, variables, shapes, step, log):
+    """(optimizer built for net with the reference's moments, or afresh with a warning,
+    its make_optimizer bindings, whether the state was mapped)."""
+    from genesis_tf.training.optimizers import make_optimizer
 
     trainable = {path for path, v in variables.items() if v.trainable}
     kind, slots, opt_step, hyper, problem = convert_optimizer_state(
-        model, state_dict, data["optimiser_state_dict"], shapes, trainable)
-    step = int(data["iter_idx"] or 0)
-    optimizer_name = kind or "torch_adam"
+        model, data["model_state_dict"], data["optimiser_state_dict"], shapes, trainable)
+    name = kind or "torch_adam"
     learning_rate = hyper.pop("learning_rate", DEFAULT_LEARNING_RATE)
     epsilon = hyper.pop("epsilon", 1e-8)
-    opt = make_optimizer(optimizer_name, learning_rate, epsilon=epsilon, **(
-        hyper if problem is None else {}))
+    opt = make_optimizer(name, learning_rate, epsilon=epsilon,
+                         **(hyper if problem is None else {}))
     opt.build(net.trainable_variables)
     if problem is None:
         by_variable = {variables[p].path: p for p in trainable}
-        slot_lists = ([opt._momentums, opt._velocities] if optimizer_name == "torch_adam"
+        slot_lists = ([opt._momentums, opt._velocities] if name == "torch_adam"
                       else [opt._velocities])
         for variable in net.trainable_variables:
             index = opt._get_variable_index(variable)
@@ -591,30 +575,53 @@ def convert(checkpoint, model, image_size, model_dir, num_slots=None, dataset=No
                 slot_list[index].assign(value)
         opt.iterations.assign(opt_step if opt_step is not None else step)
     else:
-        log(f"warning: the optimizer state is not mapped ({problem}); {optimizer_name} "
+        log(f"warning: the optimizer state is not mapped ({problem}); {name} "
             "starts afresh when training continues")
+    bindings = {"make_optimizer.name": name, "make_optimizer.learning_rate": learning_rate,
+                "make_optimizer.epsilon": epsilon}
+    return opt, bindings, problem is None
 
+
+def convert(checkpoint, model, image_size, model_dir, num_slots=None, dataset=None,
+            log=print, data=None):
+    """Reads the reference checkpoint (or takes `data`, read_checkpoint's result) and
+    writes the genesis_tf run directory; returns {'checkpoint': path written, 'step',
+    'beta', 'err_ema', 'optimizer' (None when reset), 'model'}."""
+    data = read_checkpoint(checkpoint) if data is None else data
+    arguments = model_arguments(model, data["model_state_dict"], image_size, num_slots)
+
+    import tensorflow as tf
+
+    from genesis_tf import runs
+    from genesis_tf.geco import GECO
+    from genesis_tf.models import MODELS, config_of
+    from genesis_tf.training import state
+    from genesis_tf.training import warm_start as warm_start_lib
+
+    net = MODELS[MODEL_CLASSES[model]](**arguments).build_for_images()
+    variables = warm_start_lib.weights_of(net)
+    shapes = _assign_weights(model, data["model_state_dict"], variables)
+    step = int(data["iter_idx"] or 0)
+    opt, bindings, mapped = _converted_optimizer(model, net, data, variables, shapes, step,
+                                                 log)
     beta = 1.0 if data["beta"] is None else float(data["beta"])
     err_ema = data["err_ema"]
     geco = GECO.for_image(image_size, image_size, beta_init=beta)
     if err_ema is not None:
         geco.err_ema.assign(float(err_ema))
         geco.initialised.assign(True)
-    step_variable = tf.Variable(step, dtype=tf.int64, trainable=False, name="step")
     description = config_of(net)
     tf.io.gfile.makedirs(model_dir)
     runs.write_description(model_dir, description)
     runs.write_run_info(model_dir, dataset, None, image_size)
     with tf.io.gfile.GFile(os.path.join(model_dir, runs.OPERATIVE_CONFIG), "w") as f:
-        f.write(operative_config(
-            description, os.path.abspath(checkpoint), step,
-            {"model": None, "optimizer": optimizer_name, "learning_rate": learning_rate,
-             "adam_epsilon": epsilon, **({"dataset": dataset} if dataset else {})}))
-    saver = tf.train.Checkpoint(model=net, optimizer=opt, geco=geco, step=step_variable)
-    manager = tf.train.CheckpointManager(saver, model_dir, max_to_keep=3)
-    path = manager.save(checkpoint_number=step)
+        f.write(operative_config(description, os.path.abspath(checkpoint), step, {
+            **bindings, **({"train.dataset": dataset} if dataset else {})}))
+    saver = state.checkpoint_of(net, opt, geco, state.step_variable(step))
+    path = tf.train.CheckpointManager(saver, model_dir, max_to_keep=3).save(
+        checkpoint_number=step)
     return {"checkpoint": path, "step": step, "beta": beta, "err_ema": err_ema,
-            "optimizer": optimizer_name if problem is None else None, "model": net}
+            "optimizer": bindings["make_optimizer.name"] if mapped else None, "model": net}
 
 
 # -- the command ---------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Training: strategy, the GECO step and loop, checkpoints, summaries, progress, gin."""
+"""Training: the state, the GECO step, the loop and its actions, checkpoints, gin."""
 from genesis_tf.runs import CheckpointMismatchError, restore  # the tools reload runs there
 from genesis_tf.training import config  # noqa: F401  (registers gin names)
 from genesis_tf.training.loop import (
@@ -6,10 +6,11 @@ from genesis_tf.training.loop import (
     TrainingDivergedError,
     TrainingInterrupted,
     TrainResult,
-    evaluate,
     train,
 )
+from genesis_tf.training.state import TrainState
 from genesis_tf.training.step import make_train_step
 
-__all__ = ["CheckpointMismatchError", "ConfigurationError", "TrainResult", "TrainingDivergedError",
-           "TrainingInterrupted", "evaluate", "make_train_step", "restore", "train"]
+__all__ = ["CheckpointMismatchError", "ConfigurationError", "TrainResult", "TrainState",
+           "TrainingDivergedError", "TrainingInterrupted", "make_train_step", "restore",
+           "train"]

@@ -53,17 +53,3 @@ def record_operative_config(model_dir, config_text, step):
 def _settings(config_text):
     return [line for line in config_text.splitlines()
             if line.strip() and not line.startswith("#")]
-
-
-def restore_into(checkpoint, path, model, model_dir=None):
-    """checkpoint.restore(path) for a training checkpoint object that tracks `model` as
-    'model'; refuses files that do not hold every model variable."""
-    runs.check_holds_model(path, model, model_dir)
-    try:
-        checkpoint.restore(path).assert_existing_objects_matched()
-    except (AssertionError, ValueError, tf.errors.InvalidArgumentError) as error:
-        raise CheckpointMismatchError(
-            f"the checkpoint {path} does not fit the configured model "
-            f"({str(error).splitlines()[0][:300]}). Use a new --model_dir, or the gin "
-            f"configuration that {OPERATIVE_CONFIG} in its folder records."
-        ) from error

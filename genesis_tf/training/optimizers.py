@@ -23,6 +23,7 @@ Keras 3 optimizer: it runs inside ``tf.function``, under ``tf.distribute`` strat
 """
 import math
 
+import gin
 import keras
 from keras import ops
 
@@ -149,8 +150,11 @@ class TorchRMSprop(keras.optimizers.Optimizer):
         return config
 
 
+@gin.configurable("make_optimizer", module="genesis_tf.training.optimizers",
+                  allowlist=["name", "learning_rate", "epsilon"])
 def make_optimizer(name=TORCH_ADAM, learning_rate=1e-4, epsilon=1e-8, **kwargs):
-    """The training optimizer by name.
+    """The training optimizer by name; in gin ``make_optimizer.name``, ``.learning_rate``
+    and ``.epsilon`` (the training state builds it with no arguments).
 
     ``"torch_adam"`` (default): ``TorchAdam``, PyTorch's rule as in the reference.
     ``"keras_adam"``: ``keras.optimizers.Adam`` (ε before bias correction), for comparison.

@@ -31,6 +31,13 @@ def _unknown_gin_binding(tmp_path):
                                            "--gin_bindings=train.bogus_option = 1"])
 
 
+def _renamed_gin_binding(tmp_path):
+    model_dir = tmp_path / "run"
+    return model_dir, run_binary("genesis_tf.train", [
+        "--gin_file=smoke.gin", "--gin_bindings=train.geco_alpha = 0.9",
+        f"--model_dir={model_dir}"])
+
+
 def _missing_gin_file(tmp_path):
     return run_binary("genesis_tf.train", ["--gin_file=gin_configs/nope.gin",
                                            f"--model_dir={tmp_path}"])
@@ -189,6 +196,8 @@ _PROCESSES = {
     "test_unprepared_dataset_names_the_build_command": (_unprepared_dataset, 1),
     "test_unknown_gin_binding_is_a_clear_error": (_unknown_gin_binding, 1),
     "test_missing_gin_file_is_a_clear_error": (_missing_gin_file, 1),
+    "test_an_old_binding_name_fails_in_one_line_naming_its_replacement": (
+        _renamed_gin_binding, 1),
     "test_configuration_mistakes_are_one_line_and_leave_nothing_behind": (
         _configuration_mistake, 1),
     "test_model_dir_that_is_a_file_and_help": (_model_dir_that_is_a_file_and_help, 1),
@@ -225,6 +234,15 @@ def test_unknown_gin_binding_is_a_clear_error(outcome):
     result = outcome.result()
     assert result.returncode == 2
     assert "bad gin configuration" in result.stderr and "bogus_option" in result.stderr
+
+
+def test_an_old_binding_name_fails_in_one_line_naming_its_replacement(outcome):
+    model_dir, result = outcome.result()
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert result.stderr.startswith("error: ") and "Traceback" not in result.stderr
+    assert result.stderr.strip().endswith("train.geco_alpha was renamed: use GECO.alpha")
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert not model_dir.exists()
 
 
 def test_missing_gin_file_is_a_clear_error(outcome):

@@ -43,7 +43,7 @@ def same_start(image_size):
 # Adam's first step is lr*sign(g) for |g| >> eps, which flips on rounding noise where
 # g ~ 0; a large eps makes the step proportional to g, so a wrong gradient shows.
 parse(bindings=["train.num_steps = 1", "train.deterministic_posterior = True",
-                "train.learning_rate = 1e-2", "train.adam_epsilon = 1.0"])
+                "make_optimizer.learning_rate = 1e-2", "make_optimizer.epsilon = 1.0"])
 one = train(sys.argv[1] + "/one", model=same_start, strategy="default")
 two = train(sys.argv[1] + "/two", model=same_start, strategy="mirrored_cpu:2")
 print("CHECKPOINTS", one.checkpoint, two.checkpoint)

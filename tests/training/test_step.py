@@ -57,7 +57,7 @@ def test_kl_weights_must_name_every_kl_term(tmp_path, clean_gin):
 
 def test_a_fixed_weight_run_trains_and_reports_no_beta(tmp_path, clean_gin, capsys):
     parse(bindings=["train.kl_weights = {'kl/m': 0.5, 'kl/l': 0.5}",
-                    "train.optimizer = 'torch_rmsprop'", "train.log_every_seconds = 0"])
+                    "make_optimizer.name = 'torch_rmsprop'", "train.log_every_seconds = 0"])
     result = train(str(tmp_path / "run"), num_steps=2)
     assert result.step == 2
     assert "beta" not in result.metrics and np.isfinite(result.metrics["elbo"])

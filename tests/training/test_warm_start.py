@@ -29,9 +29,9 @@ def weights(tmp_path_factory):
     run = tmp_path_factory.mktemp("source")
     gin.clear_config()
     # GECO frozen at β = 0.25 (step size 0): the file must carry that β, and it shows that
-    # train's GECO settings reach GECO.
-    parse(bindings=["train.seed = 1", "train.num_steps = 3", "train.geco_beta_init = 0.25",
-                    "train.geco_step_size_scale = 0.0"])
+    # GECO's own gin settings reach the loop's GECO.
+    parse(bindings=["train.seed = 1", "train.num_steps = 3", "GECO.beta_init = 0.25",
+                    "GECO.step_size_scale = 0.0"])
     train(str(run))
     gin.clear_config()
     path = str(run / "weights.npz")
@@ -68,7 +68,7 @@ def test_the_binary_starts_from_the_weights_and_refuses_another_model(weights, t
     # Learning rate 0: the trained weights must be exactly the file's (batch-norm
     # statistics still move in training mode, so only trainable variables are compared).
     started = _binary(tmp_path / "warm", path, "train.num_steps = 5",
-                      "train.learning_rate = 0.0")
+                      "make_optimizer.learning_rate = 0.0")
     other = _binary(tmp_path / "other", path, "NUM_SLOTS = 4")
     missing = _binary(tmp_path / "missing", str(tmp_path / "nope.npz"))
 
