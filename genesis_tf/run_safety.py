@@ -352,15 +352,16 @@ def remove_partial_save(prefix):
     return count, freed
 
 
-def save_checkpoint(manager, step):
-    """manager.save(checkpoint_number=step); a full disk becomes NoSpaceError, one line,
-    after the partial files of this save are removed (the previous checkpoint stays)."""
+def save_checkpoint(manager, step, check_interval=False):
+    """manager.save(checkpoint_number=step, check_interval=...); a full disk becomes
+    NoSpaceError, one line, after the partial files of this save are removed (the previous
+    checkpoint stays)."""
     previous = manager.latest_checkpoint
     # CheckpointManager keeps its prefix private ("<directory>/ckpt" by default).
     base = getattr(manager, "_checkpoint_prefix", None)
     prefix = f"{base or os.path.join(manager.directory, CHECKPOINT_NAME)}-{step}"
     try:
-        return manager.save(checkpoint_number=step)
+        return manager.save(checkpoint_number=step, check_interval=check_interval)
     except (tf.errors.OpError, OSError) as error:
         if not _out_of_space(error):
             raise

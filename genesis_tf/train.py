@@ -2,9 +2,12 @@
 
     python -m genesis_tf.train --gin_file=gin_configs/gqn.gin --model_dir=runs/gqn
 
---gin_file and --gin_bindings repeat. Every run first restores the latest checkpoint in
---model_dir, so rerunning the same command resumes an interrupted run; Ctrl-C (SIGINT)
-or SIGTERM saves a checkpoint first and exits with 130 / 143.
+--gin_file and --gin_bindings repeat. Every run first restores the newest checkpoint in
+--model_dir that reads back whole (saying which damaged ones it skipped; --checkpoint picks
+one by hand), so rerunning the same command resumes an interrupted run; Ctrl-C (SIGINT)
+or SIGTERM saves a checkpoint first and exits with 130 / 143. One trainer at a time: a
+lock file in --model_dir refuses a second one (--force takes over a lock whose trainer is
+gone on another host; a dead process on this host is detected by itself).
 
 Exit codes: 0 done, 2 a configuration, dataset or checkpoint problem (one line on
 stderr says which and how to fix it), 3 diverged, 130/143 interrupted.
@@ -23,6 +26,10 @@ flags.DEFINE_multi_string("gin_file", [], "gin config file(s), applied in order;
                           "such as gqn.gin is looked up in the shipped gin_configs/.")
 flags.DEFINE_multi_string("gin_bindings", [], "gin bindings, e.g. 'train.batch_size = 8'.")
 flags.DEFINE_string("model_dir", None, "Checkpoints, TensorBoard logs, the run's config.")
+flags.DEFINE_string("checkpoint", None, "Resume from this checkpoint of the run (e.g. "
+                    "runs/gqn/ckpt-5000) instead of the newest one that reads back whole.")
+flags.DEFINE_bool("force", False, "Take over --model_dir from another trainer's lock (only "
+                  "when that trainer is not running).")
 flags.mark_flag_as_required("model_dir")
 
 
@@ -36,7 +43,8 @@ def main(argv):
 
     parse_gin(FLAGS.gin_file, FLAGS.gin_bindings)
     try:
-        result = train(FLAGS.model_dir)
+        chosen = {"restore_checkpoint": FLAGS.checkpoint} if FLAGS.checkpoint else {}
+        result = train(FLAGS.model_dir, force=FLAGS.force, **chosen)
     except TrainingInterrupted as stop:  # not an error: a checkpoint was saved
         print(f"Interrupted ({cli.without_gin_context(stop)}).", file=sys.stderr, flush=True)
         return stop.exit_code

@@ -15,6 +15,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from genesis_tf import run_safety
 from genesis_tf.errors import UserError
 from genesis_tf.training import summaries
 
@@ -147,8 +148,8 @@ class SaveCheckpoint(NamedTuple):
     periodic: bool
 
     def __call__(self, tick):
-        if tick.final or self.periodic:
-            self.manager.save(checkpoint_number=tick.step, check_interval=not tick.final)
+        if tick.final or self.periodic:  # a full disk: one line, no partial files left
+            run_safety.save_checkpoint(self.manager, tick.step, check_interval=not tick.final)
 
 
 class TimeBudget:

@@ -7,6 +7,7 @@ import os
 import tensorflow as tf
 
 from genesis_tf import runs
+from genesis_tf.run_safety import write_atomically
 from genesis_tf.runs import OPERATIVE_CONFIG, CheckpointMismatchError
 
 HISTORY_DIR = "config_history"
@@ -42,11 +43,10 @@ def record_operative_config(model_dir, config_text, step):
         if changes:
             history = os.path.join(model_dir, HISTORY_DIR)
             tf.io.gfile.makedirs(history)
-            tf.io.gfile.copy(path, os.path.join(history, f"{step}.gin"), overwrite=True)
+            write_atomically(os.path.join(history, f"{step}.gin"), previous)
             with tf.io.gfile.GFile(os.path.join(history, "changes.txt"), "a") as f:
                 f.write(f"resumed at step {step}:\n" + "\n".join(changes) + "\n")
-    with tf.io.gfile.GFile(path, "w") as f:
-        f.write(config_text)
+    write_atomically(path, config_text)  # a full disk leaves the previous one whole
     return changes
 
 

@@ -26,7 +26,7 @@ import gin
 import tensorflow as tf
 
 from genesis_tf import data as data_lib
-from genesis_tf import runs
+from genesis_tf import run_lock, run_safety, runs
 from genesis_tf.metrics import elbo as elbo_metrics
 from genesis_tf.models import config_of
 from genesis_tf.models.base import KL_PREFIX
@@ -54,13 +54,13 @@ class TrainResult(NamedTuple):
     checkpoint: str
 
 
-@gin.configurable(denylist=["model_dir"])
+@gin.configurable(denylist=["model_dir", "force"])
 def train(model_dir, model=gin.REQUIRED, dataset="synthetic", image_size=64, batch_size=32,
           num_steps=500_000, steps_per_loop=10, checkpoint_every=1000, keep_checkpoints=3,
           summary_every=100, image_summary_every=1000, validation_every=0,
           validation_batches=10, data_dir=None, seed=None, strategy="auto", max_elbo=1e8,
           kl_weights=None, warm_start=None, deterministic_posterior=False, max_minutes=None,
-          log_every_seconds=10.0, precision="float32"):
+          log_every_seconds=10.0, precision="float32", restore_checkpoint=None, force=False):
     """Trains `model` (a model class or factory, e.g. gin's @Genesis) with GECO.
 
     The optimizer (make_optimizer.*), GECO (GECO.*) and the input pipeline's own knobs
@@ -93,6 +93,10 @@ def train(model_dir, model=gin.REQUIRED, dataset="synthetic", image_size=64, bat
       precision: "float32" (the baseline), "mixed_bfloat16" (CPUs with AVX512-BF16 or
         AMX) or "mixed_float16" (GPUs; dynamic loss scaling). Probabilities, losses and
         GECO stay float32 (genesis_tf.training.precision).
+      restore_checkpoint: resume from this checkpoint of the run instead of the newest
+        readable one (train --checkpoint).
+      force: take over the run directory's lock from another trainer (train --force);
+        not a gin setting.
     Returns:
       TrainResult(model, step, metrics, model_dir, checkpoint path).
     Raises:
@@ -107,8 +111,17 @@ def train(model_dir, model=gin.REQUIRED, dataset="synthetic", image_size=64, bat
 
 
 def _run(model_dir, settings):
-    """train(): state, restore or warm start, the run's records, the loops, the result."""
+    """train() on one writer's run directory: the chief holds its lock (run_lock) while it
+    trains; other workers of a cluster write only into their scratch folders."""
     strategy = _checked_strategy(model_dir, settings)
+    if not strategy.extended.should_checkpoint:
+        return _train(model_dir, settings, strategy)
+    with run_lock.RunLock(model_dir, force=settings.force):
+        return _train(model_dir, settings, strategy)
+
+
+def _train(model_dir, settings, strategy):
+    """State, restore or warm start, the run's records, the loops, the result."""
     state = TrainState.build(settings.model, settings.image_size, strategy, settings.precision)
     description = config_of(state.model)
     checkpoints.check_same_model(model_dir, description)
@@ -119,9 +132,12 @@ def _run(model_dir, settings):
     save_dir = model_dir if chief else os.path.join(
         model_dir, f"worker_tmp_{strategy.cluster_resolver.task_id}")
     tf.io.gfile.makedirs(save_dir)
+    if chief:  # orphans of crashed saves go; a damaged newest checkpoint is skipped
+        run_safety.prepare_resume(model_dir)
     warm, warm_start = {}, settings.warm_start
     restored = state.restore_or_initialize(
-        model_dir, init_fn=state.warm_start_fn(warm_start, warm) if warm_start else None)
+        model_dir, init_fn=state.warm_start_fn(warm_start, warm) if warm_start else None,
+        path=settings.restore_checkpoint)
     start_step = int(state.step.numpy())
     manager = state.manager(save_dir, settings.keep_checkpoints, settings.checkpoint_every)
     inner = _InnerLoop(state, strategy, settings, kl_weights,

@@ -20,7 +20,7 @@ from typing import Any, NamedTuple
 import keras
 import tensorflow as tf
 
-from genesis_tf import runs
+from genesis_tf import run_safety, runs
 from genesis_tf.geco import configured_geco
 from genesis_tf.models.base import elbo, summary_name
 from genesis_tf.training import precision as precision_lib
@@ -93,18 +93,22 @@ class TrainState(NamedTuple):
         return cls(model, optimizer, geco, step, term_means,
                    checkpoint_of(model, optimizer, geco, step), loss_scaling)
 
-    def restore_or_initialize(self, model_dir, init_fn=None):
-        """Restores the latest checkpoint in model_dir, refusing one that does not hold
-        this whole model (CheckpointMismatchError); without one, calls init_fn (a warm
-        start). Returns the path restored, or None."""
+    def restore_or_initialize(self, model_dir, init_fn=None, path=None):
+        """Restores `path` (a checkpoint the user chose; checked whole first) or else the
+        latest checkpoint in model_dir, refusing one that does not hold this whole model
+        (CheckpointMismatchError) or is damaged (run_safety.DamagedCheckpointError);
+        without one, calls init_fn (a warm start). Returns the path restored, or None."""
         reader = tf.train.CheckpointManager(self.checkpoint, model_dir, max_to_keep=None,
                                             init_fn=init_fn)
-        latest = reader.latest_checkpoint
+        latest = path and run_safety.checked_checkpoint(path, model_dir)
+        latest = latest or reader.latest_checkpoint
         if latest is None:
             return reader.restore_or_initialize()
         runs.check_holds_model(latest, self.model, model_dir)
         try:
-            return reader.restore_or_initialize()
+            with run_safety.reading_checkpoint(latest, model_dir):
+                self.checkpoint.restore(latest).assert_existing_objects_matched()
+            return latest
         except (AssertionError, ValueError, tf.errors.InvalidArgumentError) as error:
             raise runs.CheckpointMismatchError(
                 f"the checkpoint {latest} does not fit the configured model "
