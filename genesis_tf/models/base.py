@@ -148,6 +148,13 @@ class RandomNormal:
 
     One instance serves one forward pass; its n-th draw uses the stateless seed
     [seed, n], so a seed gives the same draws in every call, trace and process.
+
+    Why a counter and not TFP's seed tools: ``tfp.util.SeedStream`` refuses tensor seeds
+    (training, evaluation and the exported ``generate`` pass int tensors) and yields seeds
+    for stateful ops, which repeat no draw across calls; chaining
+    ``tfp.random.split_seed`` is reproducible, but under XLA on CPU its second and later
+    splits differ from eager ones, so a seeded ``sample`` under ``jit_compile`` would no
+    longer match eager (tests/models/test_genesis.py checks that it does).
     """
 
     def __init__(self, seed=None):
