@@ -5,11 +5,11 @@ import gin
 import numpy as np
 import pytest
 from PIL import Image
-from training_helpers import run_binary, start_binary
 
 import genesis_tf
 from genesis_tf import figures, visualise
 from genesis_tf.models import SceneOutput
+from tests.helpers.training import run_binary, start_binary
 
 # genesis_tf.demo.SHIPPED_WEIGHTS (importing the demo here would define its absl flags
 # a second time in this process).

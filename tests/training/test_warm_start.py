@@ -6,10 +6,10 @@ import gin
 import numpy as np
 import pytest
 import tensorflow as tf
-from training_helpers import TINY, parse, start_binary
 
 from genesis_tf.training import checkpoints, train
 from genesis_tf.training import warm_start as warm_start_lib
+from tests.helpers.training import TINY, parse, start_binary
 
 SMOKE = "--gin_file=gin_configs/smoke.gin"
 
