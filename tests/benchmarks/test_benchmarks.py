@@ -275,3 +275,14 @@ def test_serving_benchmark_times_the_exported_signatures(monkeypatch, tmp_path, 
     assert all(r["median_s"] > 0 and r["images_per_s"] > 0 for r in report["rows"])
     assert report["cpu"]
     assert "images/s" in capsys.readouterr().out
+
+
+def test_recorded_results_are_in_results_where_the_readme_names_them():
+    import re
+
+    folder = ROOT / "benchmarks"
+    assert not sorted(folder.glob("*.json")), "results go to benchmarks/results/"
+    named = set(re.findall(r"results/([\w*]+\.json)", (folder / "README.md").read_text()))
+    assert len(named) > 10
+    for pattern in named:
+        assert sorted((folder / "results").glob(pattern)), f"README names missing {pattern}"
