@@ -91,7 +91,7 @@ def builder(name, data_dir=None):
         raise UnknownDatasetError(
             f"unknown dataset {name!r} ({str(error).splitlines()[0][:200]}); {base} has the "
             f"configs {configs}") from error
-    if not b.is_prepared():
+    if not is_prepared(b):
         where = data_dir or os.environ.get("TFDS_DATA_DIR") or "~/tensorflow_datasets"
         raise DatasetNotPreparedError(
             f"dataset {name!r} is not prepared in {where}. Build it first with:\n"
@@ -99,6 +99,16 @@ def builder(name, data_dir=None):
             "(see BUILD.md, section Datasets, for sources and manual downloads)"
         )
     return b
+
+
+def is_prepared(b):
+    """Whether TFDS builder ``b`` has been built into its data_dir.
+
+    TFDS's ``b.is_prepared()`` logs "Variant folder … has no dataset_info.json" for every
+    dataset not built yet, which before a first build is the normal case and no warning;
+    it is asked only once that file exists, where it has nothing to warn about.
+    """
+    return b.data_path.joinpath("dataset_info.json").exists() and b.is_prepared()
 
 
 def check_available(name, data_dir=None):
@@ -146,7 +156,7 @@ def prepare(name, data_dir=None, manual_dir=None):
     import tfds_builders  # noqa: F401
 
     b = tfds.builder(name, data_dir=data_dir)
-    if not b.is_prepared():
+    if not is_prepared(b):
         print(f"Preparing {name} in {b.data_dir} ...", flush=True)
         config = tfds.download.DownloadConfig(manual_dir=manual_dir)
         b.download_and_prepare(download_config=config)

@@ -4,15 +4,13 @@ import json
 import pathlib
 import shutil
 import subprocess
-import sys
 
 import pytest
 
+from tests.helpers.fid import standin_graph_def
+from tests.helpers.training import in_background, parse, run_binary, start_binary
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests" / "training"))
-sys.path.insert(0, str(ROOT / "tests" / "metrics"))
-from test_fid import _standin_graph_def  # noqa: E402
-from training_helpers import in_background, parse, run_binary, start_binary  # noqa: E402
 
 
 def _evaluate(*args, env=None):
@@ -57,7 +55,7 @@ def runs(tmp_path_factory):
     train(str(run), num_steps=1)
     gin.clear_config()
     inception = root / fid.INCEPTION_FILENAME  # a stand-in in the real file's format
-    inception.write_bytes(_standin_graph_def().SerializeToString())
+    inception.write_bytes(standin_graph_def().SerializeToString())
     # ShapeStacks from the builder's dummy archives (4 train, 2 test images with labels),
     # evaluated by a copy of the run (its own eval_test_1.json).
     shapestacks_data = _prepare_shapestacks(root)

@@ -59,6 +59,26 @@ def test_makefile_test_target_runs_pytest():
     assert target and "-m pytest" in target.group(1)
 
 
+def _make_rule(makefile, target):
+    """(prerequisites, recipe) of a Makefile rule whose target is the literal ``target``."""
+    rule = re.search(rf"^{re.escape(target)}:(.*)\n((?:\t.*\n)+)", makefile, re.M)
+    assert rule, f"no rule for {target} in the Makefile"
+    return rule.group(1).split("|")[0].split(), rule.group(2)
+
+
+def test_make_demo_installs_the_package_and_make_test_the_test_extra():
+    makefile = (ROOT / "Makefile").read_text()
+    (demo_stamp,), _ = _make_rule(makefile, "demo")
+    (test_stamp,), test_recipe = _make_rule(makefile, "test")
+    assert demo_stamp != test_stamp
+    _, demo_install = _make_rule(makefile, demo_stamp)
+    _, test_install = _make_rule(makefile, test_stamp)
+    assert "pip install --quiet -e .\n" in demo_install and "[test]" not in demo_install
+    assert "-e '.[test]'" in test_install
+    assert "-n 2 --dist loadfile" in test_recipe
+    assert re.search(r'"pytest-xdist[^"]*"', (ROOT / "setup.py").read_text())
+
+
 def test_slow_marker_is_registered():
     pyproject = (ROOT / "pyproject.toml").read_text()
     assert re.search(r'"slow:', pyproject)

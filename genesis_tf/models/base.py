@@ -28,8 +28,12 @@ the expected shape in the message). It provides:
 ``build_for_images()`` -> self, with every variable created.
 ``get_config()`` / ``from_config(config)``: the constructor arguments; a round trip
     gives the same architecture (restoring a run rebuilds its model this way).
+
+Below the contract, the small helpers every model uses (seeded noise, float32 casts, the
+checks on ``num_slots`` and on ``decode``'s latents), so that no model imports another's.
 """
 import tensorflow as tf
+from keras import ops
 
 from genesis_tf.layers import tracking
 
@@ -134,6 +138,69 @@ def from_description(description, classes):
     if name not in classes:
         raise ValueError(f"unknown model class {name!r}; known: {sorted(classes)}")
     return classes[name].from_config(dict(description["config"]))
+
+
+# -- helpers shared by the models ------------------------------------------------------------
+
+
+class RandomNormal:
+    """Standard normal draws: stateless and reproducible when seeded, else stateful.
+
+    One instance serves one forward pass; its n-th draw uses the stateless seed
+    [seed, n], so a seed gives the same draws in every call, trace and process.
+
+    Why a counter and not TFP's seed tools: ``tfp.util.SeedStream`` refuses tensor seeds
+    (training, evaluation and the exported ``generate`` pass int tensors) and yields seeds
+    for stateful ops, which repeat no draw across calls; chaining
+    ``tfp.random.split_seed`` is reproducible, but under XLA on CPU its second and later
+    splits differ from eager ones, so a seeded ``sample`` under ``jit_compile`` would no
+    longer match eager (tests/models/test_genesis.py checks that it does).
+    """
+
+    def __init__(self, seed=None):
+        self.seed = seed
+        self.count = 0
+
+    def __call__(self, shape):
+        if self.seed is None:
+            return tf.random.normal(shape)
+        self.count += 1
+        seed = tf.stack([tf.cast(self.seed, tf.int32), tf.constant(self.count, tf.int32)])
+        return tf.random.stateless_normal(shape, seed=seed, alg="philox")
+
+
+def to_float32(t):
+    """``t`` cast to float32: distribution parameters stay float32 under mixed precision."""
+    return ops.cast(t, "float32")
+
+
+def mean_or_sample(mean, sample):
+    """The posterior mean where an output has one (inference), else the sample."""
+    return sample if mean is None else mean
+
+
+def check_latent_groups(model, latents):
+    """The latents dict of ``decode`` as float32 tensors, with exactly the model's groups."""
+    expected = sorted(model.latent_sizes())
+    if not isinstance(latents, dict) or sorted(latents) != expected:
+        got = sorted(latents) if isinstance(latents, dict) else type(latents).__name__
+        raise ValueError(f"{type(model).__name__}.decode needs latents {expected} (as "
+                         f"latents(out) returns them), got {got}")
+    latents = {name: tf.cast(value, tf.float32) for name, value in latents.items()}
+    for name, size in model.latent_sizes().items():
+        shape = latents[name].shape
+        if shape.rank != 3 or shape[-1] != size:
+            raise ValueError(f"latents[{name!r}] must be [B, K, {size}], got {shape}")
+    return latents
+
+
+def check_num_slots(num_slots):
+    """``num_slots`` if it is a Python int >= 2 (slots unroll in Python), else ValueError."""
+    if not isinstance(num_slots, int) or num_slots < 2:
+        raise ValueError(
+            f"num_slots must be a Python int >= 2 (one scope split at least), got {num_slots!r}"
+        )
+    return num_slots
 
 
 __all__ = ["SceneModel", "config_of", "elbo", "from_description", "kl_total",

@@ -37,7 +37,6 @@ gradient) include the K-th latent. With moving statistics (inference, sampling) 
 slots are independent and only K−1 are decoded.
 """
 import tensorflow as tf
-from keras import ops
 
 from genesis_tf import distributions as dists
 from genesis_tf.layers import (
@@ -51,23 +50,15 @@ from genesis_tf.layers import (
     StickBreaking,
 )
 from genesis_tf.layers.mask_vae import architecture
-from genesis_tf.models.base import SceneModel
+from genesis_tf.models.base import (
+    RandomNormal,
+    SceneModel,
+    check_latent_groups,
+    check_num_slots,
+    mean_or_sample,
+    to_float32,
+)
 from genesis_tf.models.output import SceneOutput
-
-
-class _RandomNormal:
-    """Standard normal draws: stateless and reproducible when seeded, else stateful."""
-
-    def __init__(self, seed=None):
-        self.seed = seed
-        self.count = 0
-
-    def __call__(self, shape):
-        if self.seed is None:
-            return tf.random.normal(shape)
-        self.count += 1
-        seed = tf.stack([tf.cast(self.seed, tf.int32), tf.constant(self.count, tf.int32)])
-        return tf.random.stateless_normal(shape, seed=seed, alg="philox")
 
 
 class _SequentialSlotModel(SceneModel):
@@ -81,7 +72,7 @@ class _SequentialSlotModel(SceneModel):
                  **kwargs):
         super().__init__(image_size=image_size, **kwargs)
         architecture(image_size)  # Fails early with the supported sizes.
-        _check_slots(num_slots)
+        check_num_slots(num_slots)
         self.num_slots = num_slots
         self.mask_latent_size = mask_latent_size
         self.pixel_std = pixel_std
@@ -107,8 +98,8 @@ class _SequentialSlotModel(SceneModel):
         seed: int for reproducible posterior samples.
         """
         images = self.prepare_images(images)
-        num_slots = _check_slots(num_slots or self.num_slots)
-        noise = _RandomNormal(seed)
+        num_slots = check_num_slots(num_slots or self.num_slots)
+        noise = RandomNormal(seed)
         z_mask, mask_mean, mask_scale = self._infer_mask_latents(
             images, num_slots, training, deterministic, noise)
         mask_logits, log_masks = self._decode_masks(z_mask, training)
@@ -139,8 +130,8 @@ class _SequentialSlotModel(SceneModel):
 
     def sample(self, batch_size=8, seed=None, num_slots=None):
         """Generates scenes slot by slot from the priors; returns a SceneOutput."""
-        num_slots = _check_slots(num_slots or self.num_slots)
-        noise = _RandomNormal(seed)
+        num_slots = check_num_slots(num_slots or self.num_slots)
+        noise = RandomNormal(seed)
         batch_size = tf.convert_to_tensor(batch_size, tf.int32)
         z_mask = self._sample_mask_latents(batch_size, num_slots, noise)
         mask_logits, log_masks = self._decode_masks(z_mask, training=False)
@@ -164,7 +155,7 @@ class _SequentialSlotModel(SceneModel):
 
     def latents(self, out):
         """{'mask': [B, K, Dm], ...}: posterior means where ``out`` has them, else samples."""
-        return {self.MASK_GROUP: _mean_or_sample(out.mask_mean, out.z_mask),
+        return {self.MASK_GROUP: mean_or_sample(out.mask_mean, out.z_mask),
                 **self._component_latents(out)}
 
     def latent_sizes(self):
@@ -172,7 +163,7 @@ class _SequentialSlotModel(SceneModel):
 
     def decode(self, latents):
         """Scenes from latents (as ``latents`` returns them), in inference mode."""
-        latents = _check_groups(self, latents)
+        latents = check_latent_groups(self, latents)
         z_mask = latents[self.MASK_GROUP]
         mask_logits, log_masks = self._decode_masks(z_mask, training=False)
         parts = self._decode_component_latents(latents, z_mask)
@@ -232,7 +223,7 @@ class _SequentialSlotModel(SceneModel):
             if k > 0:
                 mean, scale, state = self.mask_posterior.step(features, zs[-1], state,
                                                               training=training)
-            mean, scale = _f32(mean), _f32(scale)
+            mean, scale = to_float32(mean), to_float32(scale)
             z = mean if deterministic else mean + scale * noise(tf.shape(mean))
             means.append(mean)
             scales.append(scale)
@@ -249,7 +240,7 @@ class _SequentialSlotModel(SceneModel):
         decoded = num_slots if training else num_slots - 1
         size = self.image_size
         flat = tf.reshape(z_mask[:, :decoded], [-1, self.mask_latent_size])  # [B·k, Dm]
-        logits = _f32(self.mask_decoder(flat, training=training))  # [B·k, H, W, 1]
+        logits = to_float32(self.mask_decoder(flat, training=training))  # [B·k, H, W, 1]
         logits = tf.reshape(logits, [batch, decoded, size, size, 1])[:, : num_slots - 1]
         log_masks, _ = self.stick_breaking(logits)
         return logits, log_masks
@@ -258,8 +249,8 @@ class _SequentialSlotModel(SceneModel):
         """p(z^m_k | z^m_<k) for k = 1..K from the posterior samples -> mean, scale [B, K, Dm]."""
         mean, scale = self.mask_prior(z_mask[:, :-1])  # slots 2..K: [B, K−1, Dm]
         first_mean = tf.zeros_like(z_mask[:, :1])
-        mean = tf.concat([first_mean, _f32(mean)], axis=1)
-        scale = tf.concat([tf.ones_like(first_mean), _f32(scale)], axis=1)
+        mean = tf.concat([first_mean, to_float32(mean)], axis=1)
+        scale = tf.concat([tf.ones_like(first_mean), to_float32(scale)], axis=1)
         return mean, scale
 
     def _sample_mask_latents(self, batch_size, num_slots, noise):
@@ -269,14 +260,14 @@ class _SequentialSlotModel(SceneModel):
         state = self.mask_prior.initial_state(batch_size, dtype=self.compute_dtype)
         for _ in range(1, num_slots):
             mean, scale, state = self.mask_prior.step(z, state)
-            mean, scale = _f32(mean), _f32(scale)
+            mean, scale = to_float32(mean), to_float32(scale)
             z = mean + scale * noise(tf.shape(mean))
             zs.append(z)
         return tf.stack(zs, 1)
 
     def _per_slot(self, t, batch, num_slots):
         """[B·K, ...] -> [B, K, ...] in float32."""
-        return tf.reshape(_f32(t), tf.concat([[batch, num_slots], tf.shape(t)[1:]], 0))
+        return tf.reshape(to_float32(t), tf.concat([[batch, num_slots], tf.shape(t)[1:]], 0))
 
 
 class Genesis(_SequentialSlotModel):
@@ -303,7 +294,7 @@ class Genesis(_SequentialSlotModel):
         flat_log_masks = tf.reshape(log_masks, [-1, size, size, 1])  # [B·K, H, W, 1]
         flat_images = tf.repeat(images, num_slots, axis=0)  # [B·K, H, W, 3]
         mean, scale = self.component_vae.encode(flat_log_masks, flat_images)
-        mean, scale = _f32(mean), _f32(scale)
+        mean, scale = to_float32(mean), to_float32(scale)
         z_comp = mean if deterministic else mean + scale * noise(tf.shape(mean))
         prior_mean, prior_scale = self.component_prior(
             tf.reshape(z_mask, [-1, self.mask_latent_size]))
@@ -324,7 +315,7 @@ class Genesis(_SequentialSlotModel):
         batch, num_slots = tf.shape(z_mask)[0], z_mask.shape[1]
         prior_mean, prior_scale = self.component_prior(
             tf.reshape(z_mask, [-1, self.mask_latent_size]))
-        prior_mean, prior_scale = _f32(prior_mean), _f32(prior_scale)
+        prior_mean, prior_scale = to_float32(prior_mean), to_float32(prior_scale)
         z_comp = prior_mean + prior_scale * noise(tf.shape(prior_mean))
         return {
             "components": self._per_slot(self.component_vae.decode(z_comp), batch, num_slots),
@@ -332,7 +323,7 @@ class Genesis(_SequentialSlotModel):
         }
 
     def _component_latents(self, out):
-        return {"component": _mean_or_sample(out.comp_mean, out.z_comp)}
+        return {"component": mean_or_sample(out.comp_mean, out.z_comp)}
 
     def _component_latent_sizes(self):
         return {"component": self.comp_latent_size}
@@ -396,33 +387,3 @@ class GenesisS(_SequentialSlotModel):
     def get_config(self):
         return {**super().get_config(), "latent_size": self.mask_latent_size}
 
-
-def _f32(t):
-    return ops.cast(t, "float32")
-
-
-def _mean_or_sample(mean, sample):
-    return sample if mean is None else mean
-
-
-def _check_groups(model, latents):
-    """The latents dict of ``decode`` as float32 tensors, with exactly the model's groups."""
-    expected = sorted(model.latent_sizes())
-    if not isinstance(latents, dict) or sorted(latents) != expected:
-        got = sorted(latents) if isinstance(latents, dict) else type(latents).__name__
-        raise ValueError(f"{type(model).__name__}.decode needs latents {expected} (as "
-                         f"latents(out) returns them), got {got}")
-    latents = {name: tf.cast(value, tf.float32) for name, value in latents.items()}
-    for name, size in model.latent_sizes().items():
-        shape = latents[name].shape
-        if shape.rank != 3 or shape[-1] != size:
-            raise ValueError(f"latents[{name!r}] must be [B, K, {size}], got {shape}")
-    return latents
-
-
-def _check_slots(num_slots):
-    if not isinstance(num_slots, int) or num_slots < 2:
-        raise ValueError(
-            f"num_slots must be a Python int >= 2 (one scope split at least), got {num_slots!r}"
-        )
-    return num_slots

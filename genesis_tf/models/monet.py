@@ -42,13 +42,13 @@ from genesis_tf.layers import tracking
 from genesis_tf.layers.broadcast_decoder import BroadcastDecoder
 from genesis_tf.layers.component_vae import ComponentEncoder
 from genesis_tf.layers.unet import AttentionUNet, num_blocks
-from genesis_tf.models.base import SceneModel
-from genesis_tf.models.genesis import (
-    _check_groups,
-    _check_slots,
-    _f32,
-    _mean_or_sample,
-    _RandomNormal,
+from genesis_tf.models.base import (
+    RandomNormal,
+    SceneModel,
+    check_latent_groups,
+    check_num_slots,
+    mean_or_sample,
+    to_float32,
 )
 from genesis_tf.models.output import SceneOutput
 
@@ -99,7 +99,7 @@ class MONet(SceneModel):
                  first_pixel_std=0.09, filter_start=32, **kwargs):
         super().__init__(image_size=image_size, **kwargs)
         num_blocks(image_size)  # Fails early with the supported sizes.
-        _check_slots(num_slots)
+        check_num_slots(num_slots)
         self.num_slots = num_slots
         self.latent_size = latent_size
         self.pixel_std = pixel_std
@@ -119,15 +119,15 @@ class MONet(SceneModel):
         """
         del training  # No layer of MONet behaves differently in training.
         images = self.prepare_images(images)
-        num_slots = _check_slots(num_slots or self.num_slots)
-        noise = _RandomNormal(seed)
+        num_slots = check_num_slots(num_slots or self.num_slots)
+        noise = RandomNormal(seed)
         batch, size = tf.shape(images)[0], self.image_size
         log_masks = self._attend(images, num_slots)  # [B, K, H, W, 1]
         # The component VAE sees all B·K (mask, image) pairs at once, slot-minor.
         flat_log_masks = tf.reshape(log_masks, [-1, size, size, 1])  # [B·K, H, W, 1]
         flat_images = tf.repeat(images, num_slots, axis=0)  # [B·K, H, W, 3]
         mean, scale = self.component_vae.encode(flat_log_masks, flat_images)
-        mean, scale = _f32(mean), _f32(scale)  # [B·K, D]
+        mean, scale = to_float32(mean), to_float32(scale)  # [B·K, D]
         z = mean if deterministic else mean + scale * noise(tf.shape(mean))
         components, decoded_logits = self.component_vae.decode(z)
 
@@ -159,8 +159,8 @@ class MONet(SceneModel):
 
     def sample(self, batch_size=8, seed=None, num_slots=None):
         """Generates scenes: z_k ~ N(0, I) per slot, masks from the decoded logits."""
-        num_slots = _check_slots(num_slots or self.num_slots)
-        noise = _RandomNormal(seed)
+        num_slots = check_num_slots(num_slots or self.num_slots)
+        noise = RandomNormal(seed)
         batch_size = tf.convert_to_tensor(batch_size, tf.int32)
         z = noise(tf.stack([batch_size * num_slots, self.latent_size]))  # [B·K, D]
         components, decoded_logits = self.component_vae.decode(z)
@@ -183,7 +183,7 @@ class MONet(SceneModel):
 
     def latents(self, out):
         """{'component': [B, K, D]}: posterior means where ``out`` has them, else samples."""
-        return {"component": _mean_or_sample(out.comp_mean, out.z_comp)}
+        return {"component": mean_or_sample(out.comp_mean, out.z_comp)}
 
     def latent_sizes(self):
         return {"component": self.latent_size}
@@ -192,7 +192,7 @@ class MONet(SceneModel):
         """Scenes from component latents: the decoded components, and the decoded masks
         m̃_k = softmax over k (MONet has no mask latent; its attention masks need the
         image)."""
-        z = _check_groups(self, latents)["component"]  # [B, K, D]
+        z = check_latent_groups(self, latents)["component"]  # [B, K, D]
         batch, num_slots = tf.shape(z)[0], z.shape[1]
         components, decoded_logits = self.component_vae.decode(
             tf.reshape(z, [-1, self.latent_size]))
@@ -259,7 +259,7 @@ def mask_kl(log_masks, decoded_mask_logits, floor=MASK_FLOOR):
 
 def _per_slot(t, batch, num_slots):
     """[B·K, ...] -> [B, K, ...] in float32 (static trailing shape kept)."""
-    return tf.reshape(_f32(t), [batch, num_slots] + t.shape[1:].as_list())
+    return tf.reshape(to_float32(t), [batch, num_slots] + t.shape[1:].as_list())
 
 
 __all__ = ["MONet", "MONetComponentVAE", "mask_kl"]

@@ -57,8 +57,13 @@ from genesis_tf.layers.mask_vae import (
     architecture,
     positive_scale,
 )
-from genesis_tf.models.base import SceneModel
-from genesis_tf.models.genesis import _check_groups, _f32, _mean_or_sample, _RandomNormal
+from genesis_tf.models.base import (
+    RandomNormal,
+    SceneModel,
+    check_latent_groups,
+    mean_or_sample,
+    to_float32,
+)
 from genesis_tf.models.output import SceneOutput
 
 tfd = tfp.distributions
@@ -144,14 +149,14 @@ class _SingleLatentVAE(SceneModel):
         self._check_slots(num_slots)
         images = self.prepare_images(images)
         mean, scale = self._encode(images)
-        z = mean if deterministic else mean + scale * _RandomNormal(seed)(tf.shape(mean))
+        z = mean if deterministic else mean + scale * RandomNormal(seed)(tf.shape(mean))
         return self._scene(self._decode(z), z=z, mean=mean, scale=scale)
 
     def loss_terms(self, images, out):
         """{'err', 'kl/z'}, each [B] in nats; −ELBO = err + kl/z."""
         images = self.prepare_images(images)
         likelihood = tfd.Independent(
-            tfd.Normal(loc=_f32(out.recon), scale=tf.cast(self.pixel_std, tf.float32)),
+            tfd.Normal(loc=to_float32(out.recon), scale=tf.cast(self.pixel_std, tf.float32)),
             reinterpreted_batch_ndims=3)
         err = -likelihood.log_prob(images)
         z = out.z_comp[:, 0]
@@ -163,7 +168,7 @@ class _SingleLatentVAE(SceneModel):
         """Generates images from z ~ N(0, I) (stateless when seeded); a one-slot SceneOutput."""
         self._check_slots(num_slots)
         batch_size = tf.convert_to_tensor(batch_size, tf.int32)
-        z = _RandomNormal(seed)(tf.stack([batch_size, self.latent_size]))
+        z = RandomNormal(seed)(tf.stack([batch_size, self.latent_size]))
         return self._scene(self._decode(z), z=z)
 
     def features(self, images, num_slots=None):
@@ -174,14 +179,14 @@ class _SingleLatentVAE(SceneModel):
 
     def latents(self, out):
         """{'z': [B, 1, D]}: the posterior mean where ``out`` has it, else the sample."""
-        return {"z": _mean_or_sample(out.comp_mean, out.z_comp)}
+        return {"z": mean_or_sample(out.comp_mean, out.z_comp)}
 
     def latent_sizes(self):
         return {"z": self.latent_size}
 
     def decode(self, latents):
         """Images from latents {'z': [B, 1, D]}; a one-slot SceneOutput."""
-        z = _check_groups(self, latents)["z"]
+        z = check_latent_groups(self, latents)["z"]
         if z.shape[1] != 1:
             raise ValueError(f"{type(self).__name__} has one latent per image: latents['z'] "
                              f"must be [B, 1, {self.latent_size}], got {z.shape}")
@@ -198,11 +203,11 @@ class _SingleLatentVAE(SceneModel):
         features = self.encoder(images)
         mean = self.posterior_mean(features)
         scale = positive_scale(self.posterior_scale(features))
-        return _f32(mean), _f32(scale)
+        return to_float32(mean), to_float32(scale)
 
     def _decode(self, z):
         """z [B, D] -> pixel means [B, H, W, 3] float32."""
-        return _f32(self.decoder(z))
+        return to_float32(self.decoder(z))
 
     def _scene(self, recon, z, mean=None, scale=None):
         """The one-slot SceneOutput: the mask is 1 everywhere and the only component is

@@ -93,7 +93,7 @@ def test_conv_padding_benchmark_quick(script_runs):
 
 
 @pytest.mark.parametrize("optimizer", ["torch_adam", "keras_adam"])
-def test_train_step_benchmark_times_the_loops_step(monkeypatch, optimizer):
+def test_train_step_benchmark_times_the_loops_step(monkeypatch, benchmark_module, optimizer):
     import argparse
 
     import keras
@@ -101,7 +101,7 @@ def test_train_step_benchmark_times_the_loops_step(monkeypatch, optimizer):
 
     from genesis_tf.training.optimizers import TorchAdam
 
-    train_step = _benchmark_module("train_step")
+    train_step = benchmark_module("train_step")
     make_train_step, built = train_step.make_train_step, []
 
     def spy(*args, **kwargs):  # the training loop's make_train_step, recorded
@@ -136,21 +136,21 @@ def test_inference_benchmarks_quick(script_runs, script):
     assert "img/s" in result.stdout
 
 
-def _benchmark_module(name):
-    """A script of benchmarks/ imported as a module (they import flops.py as a sibling)."""
+@pytest.fixture
+def benchmark_module(monkeypatch):
+    """Imports a script of benchmarks/ as a module. The scripts import their siblings
+    (flops.py, inference.py) by bare name, as they do when run from that folder, so the
+    folder is on sys.path during the test (pytest restores it afterwards)."""
     import importlib
 
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    try:
-        return importlib.import_module(name)
-    finally:
-        sys.path.pop(0)
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    return importlib.import_module
 
 
-def test_flop_count_of_convs_and_matmuls():
+def test_flop_count_of_convs_and_matmuls(benchmark_module):
     import tensorflow as tf
 
-    flops = _benchmark_module("flops")
+    flops = benchmark_module("flops")
     x = tf.zeros([2, 8, 8, 3])
     kernel = tf.Variable(tf.ones([5, 5, 3, 4]))
     tkernel = tf.Variable(tf.ones([4, 4, 6, 4]))  # transposed: [kh, kw, out, in]
@@ -196,7 +196,7 @@ def test_levers_benchmark_quick(script_runs):
     assert "x base" in result.stdout
 
 
-def test_decoding_k_minus_1_mask_latents_changes_training_only():
+def test_decoding_k_minus_1_mask_latents_changes_training_only(benchmark_module):
     """The decode_k_minus_1 lever: in inference (moving statistics) the K-th latent's
     logits are never used and skipping its decode changes nothing; in training the mask
     decoder's batch norm normalises over B·K latents as shipped but over B·(K−1) with the
@@ -208,7 +208,7 @@ def test_decoding_k_minus_1_mask_latents_changes_training_only():
 
     from genesis_tf.models import Genesis
 
-    levers = _benchmark_module("levers")
+    levers = benchmark_module("levers")
     model = Genesis(image_size=32, num_slots=3).build_for_images()
     images = tf.random.stateless_uniform([2, 32, 32, 3], seed=[7, 8])
     lever = types.MethodType(levers._decode_k_minus_1, model)
@@ -238,13 +238,13 @@ def test_decoding_k_minus_1_mask_latents_changes_training_only():
     # reconstruction hardly depends on the masks.)
 
 
-def test_explicit_padding_variant_computes_the_same_convolutions():
+def test_explicit_padding_variant_computes_the_same_convolutions(benchmark_module):
     import numpy as np
     import tensorflow as tf
 
     from genesis_tf.layers import GatedConv2D
 
-    levers = _benchmark_module("levers")
+    levers = benchmark_module("levers")
     x = tf.random.stateless_normal([2, 9, 9, 3], seed=[1, 2])
     for layer in (GatedConv2D(4, 5, padding=2), GatedConv2D(4, 4, strides=2, padding=1),
                   GatedConv2D(4, 5, strides=2, padding=2, output_padding=1, transpose=True),
@@ -261,9 +261,10 @@ def test_explicit_padding_variant_computes_the_same_convolutions():
         assert paddings == ({"EXPLICIT"} if layer.padding else {"VALID"}), paddings
 
 
-def test_serving_benchmark_times_the_exported_signatures(monkeypatch, tmp_path, capsys):
+def test_serving_benchmark_times_the_exported_signatures(monkeypatch, tmp_path, capsys,
+                                                         benchmark_module):
     out = tmp_path / "serving.json"
-    serving = _benchmark_module("serving")
+    serving = benchmark_module("serving")
     monkeypatch.setattr(sys, "argv", [
         "serving.py", "--image_size=32", "--num_slots=3", "--batch_sizes=1,2", "--repeats=1",
         f"--json={out}"])
@@ -274,3 +275,14 @@ def test_serving_benchmark_times_the_exported_signatures(monkeypatch, tmp_path, 
     assert all(r["median_s"] > 0 and r["images_per_s"] > 0 for r in report["rows"])
     assert report["cpu"]
     assert "images/s" in capsys.readouterr().out
+
+
+def test_recorded_results_are_in_results_where_the_readme_names_them():
+    import re
+
+    folder = ROOT / "benchmarks"
+    assert not sorted(folder.glob("*.json")), "results go to benchmarks/results/"
+    named = set(re.findall(r"results/([\w*]+\.json)", (folder / "README.md").read_text()))
+    assert len(named) > 10
+    for pattern in named:
+        assert sorted((folder / "results").glob(pattern)), f"README names missing {pattern}"

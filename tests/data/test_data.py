@@ -51,6 +51,44 @@ def test_unknown_dataset_and_unprepared_dataset(tmp_path):
             f"--config=offline_colored --data_dir={tmp_path}") in str(error.value)
 
 
+# A fresh process's first build of the demo's dataset (shrunk to 16/8/8 examples), then
+# TFDS's own is_prepared() on a dataset not built, to show that its warning would be seen.
+_FIRST_BUILD_SCRIPT = """
+import sys
+import tensorflow_datasets as tfds
+from genesis_tf import data
+from tfds_builders.multi_dsprites import multi_dsprites_dataset_builder as builder_lib
+builder_lib.SPLIT_SIZES.update(train=16, validation=8, test=8)
+try:
+    data.check_available("multi_dsprites/offline_colored", data_dir=sys.argv[1])
+except data.DatasetNotPreparedError:
+    print("NOT PREPARED YET", flush=True)
+data.prepare("multi_dsprites/offline_colored", data_dir=sys.argv[1])
+data.check_available("multi_dsprites/offline_colored", data_dir=sys.argv[1])
+print("PREPARED", flush=True)
+print("TFDS ITSELF:", file=sys.stderr, flush=True)
+print(tfds.builder("multi_dsprites/colored", data_dir=sys.argv[1]).is_prepared())
+"""
+
+
+def test_the_first_build_prints_no_tfds_warning(tmp_path):
+    import os
+    import pathlib
+    import subprocess
+    import sys
+
+    root = pathlib.Path(__file__).resolve().parents[2]
+    result = subprocess.run(
+        [sys.executable, "-c", _FIRST_BUILD_SCRIPT, str(tmp_path / "tfds")], cwd=root,
+        capture_output=True, text=True, timeout=300,
+        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "NOT PREPARED YET" in result.stdout and "\nPREPARED\nFalse" in result.stdout
+    ours, tfds_own = result.stderr.split("TFDS ITSELF:")
+    assert "Variant folder" not in ours + result.stdout, ours[-3000:]
+    assert "has no dataset_info.json" in tfds_own  # where the warning would show
+
+
 @pytest.fixture(scope="module")
 def tiny_multi_dsprites(tmp_path_factory):
     """The offline Multi-dSprites with 16/8/8 examples, built through genesis_tf.data.prepare."""

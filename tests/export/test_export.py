@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from tests.helpers.training import parse, run_binary
+
 ROOT = pathlib.Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "tests" / "training"))
-from training_helpers import parse, run_binary  # noqa: E402
 
 SIZE, SLOTS, STEPS = 32, 3, 3
 # The export's --max_decompose_images: tiny, so refusing CAP + 1 images costs little; the

@@ -11,6 +11,7 @@ import pytest
 import tensorflow as tf
 
 from genesis_tf.metrics import fid
+from tests.helpers.fid import DIM, standin_features, standin_graph_def
 
 # ---------------------------------------------------------------------------------------
 # frechet_distance
@@ -300,63 +301,11 @@ def test_statistics_of_reports_progress_and_accepts_tf_batches(tiny_network):
 # load_inception with a stand-in frozen graph
 # ---------------------------------------------------------------------------------------
 
-_DIM = 8
-
-
-def _standin_parameters():
-    rng = np.random.default_rng(11)
-    return {
-        "kernel": rng.normal(size=(8, 8, 3, _DIM)).astype(np.float32),
-        "mean": rng.normal(size=_DIM).astype(np.float32),
-        "variance": rng.uniform(0.5, 2.0, size=_DIM).astype(np.float32),
-        "beta": rng.normal(size=_DIM).astype(np.float32),
-        "gamma": rng.uniform(0.5, 2.0, size=_DIM).astype(np.float32),
-    }
-
-
-def _standin_graph_def(with_pool_3=True):
-    """Frozen graph shaped like classify_image_graph_def.pb, batch 1 baked in."""
-    p = _standin_parameters()
-    graph = tf.Graph()
-    with graph.as_default():
-        raw = tf.compat.v1.placeholder(tf.float32, [1, 299, 299, 3], name="ResizeBilinear")
-        normalised = tf.multiply(tf.subtract(raw, 128.0, name="Sub"), 1 / 128, name="Mul")
-        conv = tf.nn.conv2d(normalised, p["kernel"], strides=37, padding="VALID", name="conv")
-        tf.identity(conv, name="conv_bn")  # rewritten to the old batch-norm op below
-        relu = tf.nn.relu(graph.get_tensor_by_name("conv_bn:0"), name="relu")
-        pool = tf.nn.avg_pool2d(
-            relu, ksize=8, strides=8, padding="VALID", name="pool_3" if with_pool_3 else "pool"
-        )
-        tf.nn.softmax(tf.reshape(pool, [1, _DIM], name="pool_3/_reshape"), name="softmax")
-        for name in ("mean", "variance", "beta", "gamma"):
-            tf.constant(p[name], name=f"bn_{name}")
-    # add_shapes records batch-1 `_output_shapes`, as in the real file.
-    graph_def = graph.as_graph_def(add_shapes=True)
-    for node in graph_def.node:
-        if node.name == "conv_bn":
-            node.op = "BatchNormWithGlobalNormalization"
-            del node.input[:]
-            node.input.extend(["conv", "bn_mean", "bn_variance", "bn_beta", "bn_gamma"])
-            node.attr["variance_epsilon"].f = 1e-3
-            node.attr["scale_after_normalization"].b = True
-    graph_def.versions.producer = 5  # the op was removed at version 9
-    return graph_def
-
-
-def _standin_features(images):
-    """What the stand-in computes from `Mul` on, written with current TF ops."""
-    p = _standin_parameters()
-    conv = tf.nn.conv2d(images, p["kernel"], strides=37, padding="VALID")
-    normed = (conv - p["mean"]) * tf.math.rsqrt(p["variance"] + 1e-3) * p["gamma"] + p["beta"]
-    pooled = tf.nn.avg_pool2d(tf.nn.relu(normed), ksize=8, strides=8, padding="VALID")
-    return tf.reshape(pooled, [-1, _DIM]).numpy().astype(np.float64)
-
-
 @pytest.fixture(scope="module")
 def standin_file(tmp_path_factory):
     folder = tmp_path_factory.mktemp("inception")
     path = folder / fid.INCEPTION_FILENAME
-    path.write_bytes(_standin_graph_def().SerializeToString())
+    path.write_bytes(standin_graph_def().SerializeToString())
     return path
 
 
@@ -382,12 +331,12 @@ def test_load_inception_with_missing_file_or_folder(monkeypatch, tmp_path):
 
 def test_load_inception_runs_standin_graph_at_any_batch_size(standin_file, monkeypatch):
     images = np.random.default_rng(12).uniform(-1, 1, size=(3, 299, 299, 3)).astype(np.float32)
-    expected = _standin_features(images)
+    expected = standin_features(images)
 
     network = fid.load_inception(standin_file)
-    assert network.dim == _DIM
+    assert network.dim == DIM
     got = network(images)
-    assert got.dtype == np.float64 and got.shape == (3, _DIM)
+    assert got.dtype == np.float64 and got.shape == (3, DIM)
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(network(tf.constant(images[:1])), expected[:1], rtol=1e-5,
                                atol=1e-5)
@@ -401,13 +350,13 @@ def test_load_inception_runs_standin_graph_at_any_batch_size(standin_file, monke
 
 
 def test_batch_one_shapes_are_stripped_before_import():
-    stripped = fid._without_fixed_shapes(_standin_graph_def())
+    stripped = fid._without_fixed_shapes(standin_graph_def())
     assert not any("_output_shapes" in node.attr for node in stripped.node)
 
 
 def test_old_batch_norm_graph_cannot_run_in_a_tf_function():
     # Why InceptionNetwork uses a v1 Session: the function runtime rejects the 2015 op.
-    graph_def = fid._without_fixed_shapes(_standin_graph_def())
+    graph_def = fid._without_fixed_shapes(standin_graph_def())
 
     def imported(images):
         return tf.compat.v1.import_graph_def(
@@ -427,6 +376,6 @@ def test_load_inception_rejects_garbage_and_graphs_without_pool_3(tmp_path):
     with pytest.raises(ValueError, match="garbage.pb"):
         fid.load_inception(garbage)
     no_pool = tmp_path / "no_pool.pb"
-    no_pool.write_bytes(_standin_graph_def(with_pool_3=False).SerializeToString())
+    no_pool.write_bytes(standin_graph_def(with_pool_3=False).SerializeToString())
     with pytest.raises(ValueError, match=r"no_pool\.pb lacks the tensor\(s\) pool_3:0"):
         fid.load_inception(no_pool)

@@ -15,7 +15,8 @@ import sys
 import time
 
 import pytest
-from training_helpers import GIN_DIR, ROOT, TINY, run_binary, selected_tests
+
+from tests.helpers.training import GIN_DIR, ROOT, TINY, run_binary, selected_tests
 
 SMOKE = f"--gin_file={GIN_DIR / 'smoke.gin'}"
 

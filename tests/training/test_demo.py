@@ -4,10 +4,10 @@ import os
 import gin
 import pytest
 from PIL import Image
-from training_helpers import run_binary, start_binary
 
 import genesis_tf
 from genesis_tf.plotting import figures
+from tests.helpers.training import run_binary, start_binary
 
 # genesis_tf.demo.SHIPPED_WEIGHTS (importing the demo here would define its absl flags
 # a second time in this process).

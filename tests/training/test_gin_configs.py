@@ -10,10 +10,10 @@ import textwrap
 import gin
 import numpy as np
 import pytest
-from training_helpers import GIN_DIR, ROOT, parse
 
 from genesis_tf.training import train
 from genesis_tf.training.config import RENAMED
+from tests.helpers.training import GIN_DIR, ROOT, parse
 
 EXPERIMENTS = sorted(p.name for p in GIN_DIR.glob("*.gin"))
 _DRY_RUNS = {}  # gin config after the tiny overrides -> its one-step TrainResult

@@ -6,10 +6,10 @@ import sys
 import numpy as np
 import pytest
 import tensorflow as tf
-from training_helpers import BackgroundProcess, parse, selected_tests
 
 from genesis_tf.models import Genesis
 from genesis_tf.training import TrainingDivergedError, train
+from tests.helpers.training import ROOT, BackgroundProcess, parse, selected_tests
 
 
 def _checkpoint_values(path):
@@ -31,8 +31,7 @@ import numpy as np
 import tensorflow as tf
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-sys.path.insert(0, sys.argv[2])
-from training_helpers import parse
+from tests.helpers.training import parse
 from genesis_tf.models import Genesis
 from genesis_tf.training import train
 initial = [w for w in np.load(sys.argv[1] + "/initial.npz").values()]
@@ -65,8 +64,7 @@ def replica_run(request, tmp_path_factory):
     initial = [v.numpy() for v in reference.weights]
     np.savez(tmp_path / "initial.npz", *initial)
     process = BackgroundProcess(
-        [sys.executable, "-c", _REPLICA_SCRIPT, str(tmp_path), os.path.dirname(__file__)],
-        timeout=600)
+        [sys.executable, "-c", _REPLICA_SCRIPT, str(tmp_path)], timeout=600, cwd=ROOT)
     yield reference, process
     process.kill()
 

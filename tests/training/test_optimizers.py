@@ -224,11 +224,9 @@ def test_inside_loss_scale_optimizer():
 # --- checkpoint: two steps here, the third in a new process ---------------------------
 
 CONTINUE_SCRIPT = textwrap.dedent("""
-    import sys
     import numpy as np
     import tensorflow as tf
-    sys.path.insert(0, {test_dir!r})
-    import test_optimizers as t
+    from tests.training import test_optimizers as t
     from genesis_tf.training.optimizers import TorchAdam
 
     variables = t.make_variables({{k: np.full_like(v, 7.0) for k, v in t.INITIAL.items()}})
@@ -264,8 +262,7 @@ def test_checkpoint_round_trip_in_a_fresh_process(tmp_path):
         np.testing.assert_array_equal(saved, slot.numpy())
 
     out = tmp_path / "third_step.npz"
-    script = CONTINUE_SCRIPT.format(test_dir=os.path.dirname(__file__), path=path,
-                                    out=str(out))
+    script = CONTINUE_SCRIPT.format(path=path, out=str(out))
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     result = subprocess.run([sys.executable, "-c", script], cwd=root, env=env,

@@ -5,12 +5,12 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from training_helpers import parse
 
 from genesis_tf.geco import GECO
 from genesis_tf.models import Genesis, elbo, kl_total
 from genesis_tf.training import make_train_step, train
 from genesis_tf.training import precision as precision_lib
+from tests.helpers.training import parse
 
 
 def _loss_and_gradients(model, images):

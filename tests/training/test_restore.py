@@ -6,10 +6,10 @@ import sys
 import numpy as np
 import pytest
 import tensorflow as tf
-from training_helpers import ROOT, BackgroundProcess, parse, selected_tests
 
 from genesis_tf import runs
 from genesis_tf.training import CheckpointMismatchError, restore, train
+from tests.helpers.training import ROOT, BackgroundProcess, parse, selected_tests
 
 _RESTORE_SCRIPT = """
 import sys

@@ -3,11 +3,11 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from training_helpers import parse
 
 from genesis_tf.geco import GECO
 from genesis_tf.models import Genesis
 from genesis_tf.training import ConfigurationError, make_train_step, train
+from tests.helpers.training import parse
 
 SIZE, BATCH, LR = 32, 2, 0.1
 WEIGHTS = {"kl/m": 0.25, "kl/l": 2.0}

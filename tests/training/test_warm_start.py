@@ -6,12 +6,12 @@ import gin
 import numpy as np
 import pytest
 import tensorflow as tf
-from training_helpers import TINY, parse, start_binary
 
 from genesis_tf import runs
 from genesis_tf.models import config_of
 from genesis_tf.training import train
 from genesis_tf.training import warm_start as warm_start_lib
+from tests.helpers.training import TINY, parse, start_binary
 
 SMOKE = "--gin_file=gin_configs/smoke.gin"
 
