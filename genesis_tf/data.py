@@ -52,6 +52,10 @@ class UnknownDatasetError(UserError, ValueError):
     """No dataset (or no config of it) has that name."""
 
 
+class UnknownSplitError(UserError, ValueError):
+    """The dataset has no split of that name."""
+
+
 class DatasetCorruptError(UserError, RuntimeError):
     """A prepared dataset's file cannot be read (truncated or damaged record)."""
 
@@ -241,7 +245,8 @@ def _tfds_split(name, split, data_dir, shuffle_files, input_context, seed,
 
     b = builder(name, data_dir)
     if split not in b.info.splits:
-        raise ValueError(f"{name} has no split {split!r}; it has {sorted(b.info.splits)}")
+        raise UnknownSplitError(f"{name} has no split {split!r}; it has "
+                                f"{', '.join(sorted(b.info.splits))} (--split)")
     read_config = tfds.ReadConfig(
         input_context=input_context,
         shuffle_seed=seed,

@@ -101,6 +101,7 @@ class RunLock:
     def __init__(self, model_dir, force=False, report=warn):
         self.model_dir, self.force, self.report = model_dir, force, report
         self.path = os.path.join(model_dir, LOCK_FILE)
+        self.created_dir = False
         self.record = {"host": socket.gethostname(), "pid": os.getpid(),
                        "since": time.time(), "boot_id": _boot_id(),
                        "process_start": _process_start(os.getpid()),
@@ -140,7 +141,9 @@ class RunLock:
         try:
             if "://" in self.model_dir:
                 return self._create_remote(text)
-            os.makedirs(self.model_dir, exist_ok=True)
+            if not os.path.isdir(self.model_dir):  # removed again if the run writes nothing
+                os.makedirs(self.model_dir)
+                self.created_dir = True
             private = f"{self.path}.{self.record['token']}{PARTIAL_SUFFIX}"
             with open(private, "w") as f:
                 f.write(text)
@@ -183,6 +186,11 @@ class RunLock:
         holder = self.holder()
         if holder is not None and holder.get("token") == self.record["token"]:
             self._remove()
+        if self.created_dir:  # a run that failed before writing anything leaves no folder
+            try:
+                os.rmdir(self.model_dir)
+            except OSError:  # not empty: the run wrote something
+                pass
 
     def _remove(self):
         try:

@@ -145,10 +145,11 @@ def checked_checkpoint(path, model_dir=None):
         return path
     folder = model_dir or os.path.dirname(path)
     newest, _ = latest_readable_checkpoint(folder)
-    what = ("cannot be found" if problem == "index file missing"
-            and not tf.io.gfile.glob(path + ".*") else f"is damaged ({problem})")
+    missing = problem == "index file missing" and not tf.io.gfile.glob(path + ".*")
+    what = "cannot be found" if missing else f"is damaged ({problem})"
     advice = (f"the newest readable one is {os.path.basename(newest)}: pass "
-              f"--checkpoint={newest} or delete the damaged files" if newest else
+              f"--checkpoint={newest}" + ("" if missing else " or delete the damaged files")
+              if newest else
               f"{folder} holds no readable checkpoint: train again in a new --model_dir")
     raise DamagedCheckpointError(f"checkpoint {path} {what}; {advice}")
 

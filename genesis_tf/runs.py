@@ -41,16 +41,35 @@ class CheckpointMismatchError(UserError, RuntimeError):
     """model_dir holds a checkpoint of a different model or configuration."""
 
 
+class DamagedRunFileError(CheckpointMismatchError):
+    """model.json cannot be read; training writes it again, the tools cannot go on."""
+
+
 class NotARunError(UserError, FileNotFoundError):
     """The folder is not a run directory, or the run has no (readable) checkpoint there."""
 
 
 def read_description(model_dir):
+    """The run's model.json as a dict, None when there is none; a damaged one is a
+    one-line DamagedRunFileError (it is all that rebuilds the model)."""
     path = os.path.join(model_dir, MODEL_FILE)
     if not tf.io.gfile.exists(path):
         return None
     with tf.io.gfile.GFile(path) as f:
-        return json.load(f)
+        text = f.read()
+    try:
+        description = json.loads(text)
+    except ValueError as error:
+        description, problem = None, f"not JSON: {error}"
+    else:
+        problem = None if isinstance(description, dict) and "class_name" in description \
+            else "no class_name"
+    if problem:
+        raise DamagedRunFileError(
+            f"{path} is damaged ({problem}); restore it from a copy, or rerun "
+            "python -m genesis_tf.train with the run's gin files and this --model_dir, "
+            "which writes it again")
+    return description
 
 
 def write_description(model_dir, description):

@@ -3,6 +3,7 @@ start's configuration, and restoring the full training state (model, optimizer, 
 step). Reading a run back for the tools is genesis_tf.runs."""
 import difflib
 import os
+import sys
 
 import tensorflow as tf
 
@@ -16,7 +17,12 @@ HISTORY_DIR = "config_history"
 def check_same_model(model_dir, description):
     """Refuses to resume a run with a model of another class or shape (K, image size,
     latent sizes, ...): one line naming every difference."""
-    stored = runs.read_description(model_dir)
+    try:
+        stored = runs.read_description(model_dir)
+    except runs.DamagedRunFileError as error:  # the checkpoint's own check still applies
+        print(f"warning: {error}; writing it again from the configured model",
+              file=sys.stderr, flush=True)
+        return
     if stored is None:
         return
     changes = [f"{key} {old!r} -> {new!r}"

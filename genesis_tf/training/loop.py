@@ -132,6 +132,8 @@ def _train(model_dir, settings, strategy):
     save_dir = model_dir if chief else os.path.join(
         model_dir, f"worker_tmp_{strategy.cluster_resolver.task_id}")
     tf.io.gfile.makedirs(save_dir)
+    if settings.restore_checkpoint:  # a damaged choice is refused before anything else
+        run_safety.checked_checkpoint(settings.restore_checkpoint, model_dir)
     if chief:  # orphans of crashed saves go; a damaged newest checkpoint is skipped
         run_safety.prepare_resume(model_dir)
     warm, warm_start = {}, settings.warm_start
@@ -166,21 +168,44 @@ def _train(model_dir, settings, strategy):
     return TrainResult(state.model, step, metrics, model_dir, manager.latest_checkpoint)
 
 
+# train.<name>: the least value each count may take (integers only).
+COUNTS = {"batch_size": 1, "num_steps": 0, "steps_per_loop": 1, "checkpoint_every": 0,
+          "keep_checkpoints": 1, "summary_every": 0, "image_summary_every": 0,
+          "validation_every": 0, "validation_batches": 1}
+
+
+def _check_settings(settings):
+    """One ConfigurationError line for a setting that cannot work (a count that is not a
+    whole number or is too small, a time that is not positive), before anything is built."""
+    for name, least in COUNTS.items():
+        value = getattr(settings, name)
+        if isinstance(value, bool) or not isinstance(value, int) or value < least:
+            raise ConfigurationError(
+                f"train.{name} must be a whole number >= {least}, got {value!r}")
+    for name in ("max_minutes", "log_every_seconds"):
+        value = getattr(settings, name)
+        if value is not None and (isinstance(value, bool)
+                                  or not isinstance(value, (int, float)) or value < 0):
+            raise ConfigurationError(f"train.{name} must be a number >= 0, got {value!r}")
+
+
 def _checked_strategy(model_dir, settings):
     """The strategy to train under, after the checks that need nothing built."""
-    precision_lib.check_hardware(settings.precision)  # also rejects unknown names
-    if settings.steps_per_loop < 1 or settings.num_steps < 0 or settings.batch_size < 1:
-        raise ValueError("steps_per_loop and batch_size must be >= 1, num_steps >= 0")
+    _check_settings(settings)
+    try:
+        precision_lib.check_hardware(settings.precision)  # also rejects unknown names
+        strategy = settings.strategy
+        if isinstance(strategy, str):
+            strategy = make_strategy(strategy)
+    except ValueError as error:  # an unknown precision or strategy name
+        raise ConfigurationError(str(error)) from error
     if tf.io.gfile.exists(model_dir) and not tf.io.gfile.isdir(model_dir):
         raise ConfigurationError(
             f"--model_dir={model_dir} is a file; give a directory (new or of an earlier run)")
     data_lib.check_available(settings.dataset, settings.data_dir)  # before anything is written
-    strategy = settings.strategy
-    if isinstance(strategy, str):
-        strategy = make_strategy(strategy)
     if settings.batch_size % strategy.num_replicas_in_sync:
-        raise ValueError(
-            f"batch_size {settings.batch_size} must be divisible by the "
+        raise ConfigurationError(
+            f"train.batch_size {settings.batch_size} must be divisible by the "
             f"{strategy.num_replicas_in_sync} replicas")
     return strategy
 

@@ -162,10 +162,15 @@ def make_optimizer(name=TORCH_ADAM, learning_rate=1e-4, epsilon=1e-8, **kwargs):
     ``learning_rate`` defaults to the reference's 1e-4 and ``epsilon`` to PyTorch's 1e-8;
     further keyword arguments go to the optimizer's constructor.
     """
+    if isinstance(learning_rate, bool) or not isinstance(learning_rate, (int, float)) or (
+            learning_rate < 0):
+        raise ValueError(f"make_optimizer.learning_rate must be a number >= 0, got "
+                         f"{learning_rate!r}")
     if name == TORCH_ADAM:
         return TorchAdam(learning_rate=learning_rate, epsilon=epsilon, **kwargs)
     if name == KERAS_ADAM:
         return keras.optimizers.Adam(learning_rate=learning_rate, epsilon=epsilon, **kwargs)
     if name == TORCH_RMSPROP:
         return TorchRMSprop(learning_rate=learning_rate, epsilon=epsilon, **kwargs)
-    raise ValueError(f"unknown optimizer {name!r}; known: {', '.join(OPTIMIZERS)}")
+    raise ValueError(f"make_optimizer.name: unknown optimizer {name!r}; known: "
+                     f"{', '.join(OPTIMIZERS)}")

@@ -55,9 +55,7 @@ def step_variable(value=0):
 def _build_model(model_fn, image_size, precision):
     try:
         model = precision_lib.with_policy(precision, lambda: model_fn(image_size=image_size))
-    except (TypeError, ValueError) as error:
-        if "argument" not in str(error):
-            raise
+    except (TypeError, ValueError) as error:  # a binding the model refuses (K=1, size 48)
         raise ConfigurationError(
             f"the model cannot be built: {str(error).splitlines()[0]} (check its "
             "bindings in the gin files, e.g. Genesis.num_slots)") from error
@@ -79,7 +77,10 @@ class TrainState(NamedTuple):
         settings from gin (make_optimizer.*, GECO.*)."""
         with strategy.scope():
             model = _build_model(model_fn, image_size, precision)
-            optimizer = make_optimizer()
+            try:
+                optimizer = make_optimizer()
+            except ValueError as error:  # an unknown name, a learning rate <= 0, ...
+                raise ConfigurationError(str(error)) from error
             loss_scaling = precision == "mixed_float16"  # float16 gradients underflow
             if loss_scaling:
                 optimizer = keras.optimizers.LossScaleOptimizer(optimizer)

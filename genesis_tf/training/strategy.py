@@ -27,6 +27,7 @@ def make_strategy(kind="auto"):
         return tf.distribute.MultiWorkerMirroredStrategy()
     if kind.startswith("mirrored_cpu:"):
         n = int(kind.split(":")[1])
+        _split_cpu(n)
         cpus = tf.config.list_logical_devices("CPU")
         if len(cpus) < n:
             raise ValueError(
@@ -38,3 +39,14 @@ def make_strategy(kind="auto"):
         f"unknown strategy {kind!r}; use 'auto', 'default', 'mirrored', 'multi_worker' "
         "or 'mirrored_cpu:N'"
     )
+
+
+def _split_cpu(n):
+    """Splits the CPU into n logical devices, which TensorFlow allows only before its
+    runtime starts (a binary's first strategy); afterwards the existing split stays."""
+    cpus = tf.config.list_physical_devices("CPU")
+    try:
+        tf.config.set_logical_device_configuration(
+            cpus[0], [tf.config.LogicalDeviceConfiguration()] * n)
+    except RuntimeError:  # already initialised (tests configure two at start-up)
+        pass

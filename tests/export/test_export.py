@@ -435,8 +435,8 @@ def test_binary_refuses_runs_without_a_checkpoint_or_of_another_model(trained_ru
         "no checkpoint in": [f"--model_dir={empty}"],
         "does not exist": [f"--model_dir={tmp_path / 'missing'}"],
         "holds": [f"--model_dir={run_dir}", f"--checkpoint={other_path}"],
-        "cannot read checkpoint": [f"--model_dir={run_dir}",
-                                   f"--checkpoint={run_dir / 'ckpt-999'}"],
+        f"checkpoint {run_dir / 'ckpt-999'} cannot be found; the newest readable one is "
+        f"ckpt-": [f"--model_dir={run_dir}", f"--checkpoint={run_dir / 'ckpt-999'}"],
     }
     # The runs are independent: launched together, they share the two cores.
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")

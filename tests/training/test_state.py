@@ -3,9 +3,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from genesis_tf import runs
 from genesis_tf.geco import GECO
 from genesis_tf.models import Genesis
-from genesis_tf.training import CheckpointMismatchError, TrainState, checkpoints
+from genesis_tf.training import CheckpointMismatchError, TrainState
 from genesis_tf.training.optimizers import make_optimizer
 
 
@@ -42,7 +43,7 @@ def test_a_checkpoint_of_the_old_layout_restores_through_the_builder(tmp_path):
         np.testing.assert_array_equal(variable.numpy(), 0.125, err_msg=variable.path)
     # The builder writes the same layout: the old reader of training facts still reads it.
     manager = state.manager(str(tmp_path / "new"), max_to_keep=1)
-    facts = checkpoints.training_state(manager.save(checkpoint_number=11))
+    facts = runs.training_state(manager.save(checkpoint_number=11))
     assert facts == {"step": 11, "geco_beta": pytest.approx(0.37), "geco_err_ema": 2500.0}
 
 

@@ -1,0 +1,117 @@
+"""Configuration mistakes issue 30 found giving tracebacks (or no word at all): each is one
+line on stderr and exit 2 from python -m genesis_tf.train, in a fresh process."""
+import subprocess
+
+import pytest
+
+from tests.helpers.training import selected_tests, start_binary
+
+# case -> (gin bindings, the one line on stderr, or its start when it quotes the model)
+MISTAKES = {
+    "negative_batch": (["train.batch_size = -4"],
+                       "error: train.batch_size must be a whole number >= 1, got -4"),
+    "zero_batch": (["train.batch_size = 0"],
+                   "error: train.batch_size must be a whole number >= 1, got 0"),
+    "fractional_batch": (["train.batch_size = 2.5"],
+                         "error: train.batch_size must be a whole number >= 1, got 2.5"),
+    "text_batch": (["train.batch_size = '4'"],
+                   "error: train.batch_size must be a whole number >= 1, got '4'"),
+    "negative_steps": (["train.num_steps = -1"],
+                       "error: train.num_steps must be a whole number >= 0, got -1"),
+    "negative_checkpoint_every": (
+        ["train.checkpoint_every = -5"],
+        "error: train.checkpoint_every must be a whole number >= 0, got -5"),
+    "negative_learning_rate": (
+        ["make_optimizer.learning_rate = -0.1"],
+        "error: make_optimizer.learning_rate must be a number >= 0, got -0.1"),
+    "unknown_optimizer": (
+        ["make_optimizer.name = 'sgd'"],
+        "error: make_optimizer.name: unknown optimizer 'sgd'; known: "),
+    "unknown_precision": (["train.precision = 'float8'"], "error: unknown precision 'float8'"),
+    "unknown_strategy": (["train.strategy = 'warp_drive'"],
+                         "error: unknown strategy 'warp_drive'; use 'auto', "),
+    "one_slot": (["NUM_SLOTS = 1"], "error: the model cannot be built: "),
+    "image_size_48": (["IMAGE_SIZE = 48"], "error: the model cannot be built: "),
+}
+SMOKE = ["--gin_file=smoke.gin", "--gin_bindings=train.num_steps = 1"]
+
+
+@pytest.fixture(scope="module")
+def mistakes(request, tmp_path_factory):
+    """Every selected case's train run, started together: {case: CompletedProcess}."""
+    root = tmp_path_factory.mktemp("mistakes")
+    wanted = " ".join(item.name for item in selected_tests(request))
+    started = {
+        case: start_binary("genesis_tf.train", [
+            *SMOKE, f"--model_dir={root / case}",
+            *(f"--gin_bindings={binding}" for binding in bindings)])
+        for case, (bindings, _) in MISTAKES.items() if case in wanted}
+    if "read_only" in wanted:
+        started["read_only"] = _read_only_run(root)
+    if "mirrored_cpu" in wanted:  # not a mistake: a CPU split into two replicas
+        started["mirrored_cpu"] = start_binary("genesis_tf.train", [
+            *SMOKE, f"--model_dir={root / 'mirrored_cpu'}",
+            "--gin_bindings=train.strategy = 'mirrored_cpu:2'"])
+    return {case: process.result() for case, process in started.items()}
+
+
+@pytest.mark.parametrize("case", sorted(MISTAKES))
+def test_each_mistake_is_one_line_and_exit_2(mistakes, case):
+    result = mistakes[case]
+    expected = MISTAKES[case][1]
+    assert result.returncode == 2, result.stderr[-3000:]
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr[-3000:]
+    assert lines[0].startswith(expected), lines[0]
+
+
+class _ReadOnlyRun:
+    """A train run into a read-only bind mount of an empty folder, unmounted after."""
+
+    def __init__(self, root):
+        self.folder = root / "read_only"
+        self.folder.mkdir()
+        self.mounted = _mount_read_only(self.folder)
+        self.process = start_binary("genesis_tf.train", [
+            *SMOKE, f"--model_dir={self.folder / 'run'}"]) if self.mounted else None
+
+    def result(self):
+        if self.process is None:
+            return None
+        try:
+            return self.process.result()
+        finally:
+            subprocess.run(["umount", str(self.folder)], check=False)
+
+
+def _read_only_run(root):
+    return _ReadOnlyRun(root)
+
+
+def _mount_read_only(folder):
+    if subprocess.run(["mount", "--bind", str(folder), str(folder)],
+                      capture_output=True).returncode:
+        return False
+    if subprocess.run(["mount", "-o", "remount,ro,bind", str(folder)],
+                      capture_output=True).returncode:
+        subprocess.run(["umount", str(folder)], check=False)
+        return False
+    return True
+
+
+def test_a_read_only_model_dir_is_one_line(mistakes, tmp_path):
+    result = mistakes["read_only"]
+    if result is None:
+        pytest.skip("this machine cannot make a read-only bind mount (not root)")
+    assert result.returncode == 2, result.stderr[-3000:]
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr[-3000:]
+    assert lines[0].startswith("error: cannot write to --model_dir=")
+    assert "Read-only file system" in lines[0] and "pass a folder you can write to" in lines[0]
+
+
+def test_mirrored_cpu_works_from_the_command_line(mistakes):
+    """train.strategy = 'mirrored_cpu:N' splits the CPU itself (the binary's first use)."""
+    result = mistakes["mirrored_cpu"]
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Finished at step 1" in result.stdout
