@@ -89,7 +89,10 @@ def runs(tmp_path_factory):
                                ["--metrics=sc", "--num_images=8"]),
         "read_only": _read_only_evaluation(run, root),
     }
-    return run, {name: process.result() for name, process in started.items()}
+    try:
+        return run, {name: process.result() for name, process in started.items()}
+    finally:
+        started["read_only"].close()  # unmounted even when a result failed
 
 
 def _evaluation_copy(run, copy):
@@ -141,7 +144,12 @@ class _Finished:
         try:
             return self._pending.result()[0]
         finally:
+            self.close()
+
+    def close(self):
+        if self._cleanup is not None:
             self._cleanup()
+            self._cleanup = None
 
 
 def test_segmentation_metrics_are_printed_and_written_with_the_step(runs):

@@ -17,7 +17,6 @@ order is a function of the seed, and a resumed run skips the examples it had con
 without a seed it draws a fresh shuffle.
 """
 import os
-import shutil
 import time
 import types
 from typing import Any, NamedTuple
@@ -164,7 +163,7 @@ def _train(model_dir, settings, strategy):
         for writer in writers:
             writer.flush()
     if not chief:
-        shutil.rmtree(save_dir, ignore_errors=True)
+        _remove_scratch(save_dir)
     return TrainResult(state.model, step, metrics, model_dir, manager.latest_checkpoint)
 
 
@@ -208,6 +207,14 @@ def _checked_strategy(model_dir, settings):
             f"train.batch_size {settings.batch_size} must be divisible by the "
             f"{strategy.num_replicas_in_sync} replicas")
     return strategy
+
+
+def _remove_scratch(folder):
+    """Removes a worker's scratch folder, on gs:// as on local disks (tf.io.gfile)."""
+    try:
+        tf.io.gfile.rmtree(folder)
+    except tf.errors.OpError:  # already gone: nothing to clean
+        pass
 
 
 def _checked_kl_weights(kl_weights, term_names, model):
