@@ -45,6 +45,10 @@ class DamagedRunFileError(CheckpointMismatchError):
     """model.json cannot be read; training writes it again, the tools cannot go on."""
 
 
+class ModelFileChangedError(CheckpointMismatchError):
+    """model.json no longer describes the model that training built."""
+
+
 class NotARunError(UserError, FileNotFoundError):
     """The folder is not a run directory, or the run has no (readable) checkpoint there."""
 
@@ -93,10 +97,41 @@ def _write_json(path, value):
     run_safety.write_atomically(path, json.dumps(value, indent=2, sort_keys=True) + "\n")
 
 
-def write_run_info(model_dir, dataset, data_dir, image_size):
-    """Records what the run trains on (run.json), for the tools that reload it."""
+def write_run_info(model_dir, dataset, data_dir, image_size, model=None):
+    """Records what the run trains on (run.json), for the tools that reload it, and the
+    model description training built (`model`), which model.json must keep matching."""
     _write_json(os.path.join(model_dir, RUN_FILE),
-                {"dataset": dataset, "data_dir": data_dir, "image_size": image_size})
+                {"dataset": dataset, "data_dir": data_dir, "image_size": image_size,
+                 "model": model})
+
+
+def trained_description(model_dir):
+    """The model description training recorded in run.json, or None (older runs)."""
+    path = os.path.join(model_dir, RUN_FILE)
+    if not tf.io.gfile.exists(path):
+        return None
+    try:
+        with tf.io.gfile.GFile(path) as f:
+            return json.load(f).get("model")
+    except (ValueError, AttributeError):
+        return None
+
+
+def checked_description(model_dir):
+    """model.json, refused in one line when it no longer describes the model training
+    built (an edited num_slots would make every tool silently run another model)."""
+    description = read_description(model_dir)
+    trained = trained_description(model_dir)
+    changes = [] if description is None or trained is None else [
+        f"{key} {new!r} (trained: {old!r})"
+        for key, old, new in description_changes(trained, description)]
+    if changes:
+        raise ModelFileChangedError(
+            f"{os.path.join(model_dir, MODEL_FILE)} was changed after training wrote it: "
+            f"{'; '.join(changes)}. Put the trained values back (run.json records them); "
+            "to decompose into another number of slots pass --num_slots to evaluate, "
+            "visualise or export instead")
+    return description
 
 
 def read_run_info(model_dir):
@@ -199,7 +234,7 @@ def restore(model_dir, checkpoint=None):
 
 def _checkpoint_to_restore(model_dir, checkpoint):
     """The checked checkpoint path of a run (see restore)."""
-    if read_description(model_dir) is None:
+    if checked_description(model_dir) is None:
         raise NotARunError(
             f"{os.path.join(model_dir, MODEL_FILE)} not found: {model_dir} is not a "
             "genesis_tf run directory (python -m genesis_tf.train --model_dir=... makes one)")

@@ -84,6 +84,9 @@ def runs(tmp_path_factory):
                                  f"--data_dir={shapestacks_data}",
                                  "--metrics=ari,sc,probes", "--probe_train_images=4",
                                  "--probe_epochs=2", "--num_images=5"),  # the split has 2
+        "no_split": _visualise(f"--model_dir={shapestacks_run}", "--dataset=shapestacks",
+                               f"--data_dir={shapestacks_data}", "--what=decomposition",
+                               "--split=valid", f"--out={root / 'figures' / 'no.png'}"),
         "merged": _in_sequence(_evaluation_copy(run, root / "run_merged"),
                                ["--metrics=ari", "--num_images=8"],
                                ["--metrics=sc", "--num_images=8"]),
@@ -189,6 +192,7 @@ def test_fid_of_generated_and_reconstructed_images_with_a_stand_in_network(runs)
     ("unknown", "--metrics=ari,iou: unknown iou; choose from ari, sc, fid, probes"),
     ("no_run", "does not exist; pass the folder a training run wrote"),
     ("no_slot", "--slot=4: the model has 3 slot(s), numbered 1..3"),
+    ("no_split", "shapestacks has no split 'valid'; it has test, train, validation (--split)"),
 ])
 def test_mistakes_are_one_line_errors(runs, case, message):
     result = runs[1][case]

@@ -613,7 +613,7 @@ def convert(checkpoint, model, image_size, model_dir, num_slots=None, dataset=No
     description = config_of(net)
     tf.io.gfile.makedirs(model_dir)
     runs.write_description(model_dir, description)
-    runs.write_run_info(model_dir, dataset, None, image_size)
+    runs.write_run_info(model_dir, dataset, None, image_size, model=description)
     with tf.io.gfile.GFile(os.path.join(model_dir, runs.OPERATIVE_CONFIG), "w") as f:
         f.write(operative_config(description, os.path.abspath(checkpoint), step, {
             **bindings, **({"train.dataset": dataset} if dataset else {})}))

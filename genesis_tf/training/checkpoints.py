@@ -17,8 +17,8 @@ HISTORY_DIR = "config_history"
 def check_same_model(model_dir, description):
     """Refuses to resume a run with a model of another class or shape (K, image size,
     latent sizes, ...): one line naming every difference."""
-    try:
-        stored = runs.read_description(model_dir)
+    try:  # what training recorded, when it did: model.json may have been edited since
+        stored = runs.trained_description(model_dir) or runs.read_description(model_dir)
     except runs.DamagedRunFileError as error:  # the checkpoint's own check still applies
         print(f"warning: {error}; writing it again from the configured model",
               file=sys.stderr, flush=True)

@@ -22,6 +22,7 @@ import types
 from typing import Any, NamedTuple
 
 import gin
+import keras
 import tensorflow as tf
 
 from genesis_tf import data as data_lib
@@ -77,8 +78,9 @@ def train(model_dir, model=gin.REQUIRED, dataset="synthetic", image_size=64, bat
         and how many to keep; summary_every, image_summary_every, validation_every:
         steps between scalar summaries, preview images and validations (0: never;
         validation_batches batches each); log_every_seconds: between console lines.
-      seed: None (a fresh shuffle and noise) or the seed of the data order and posterior
-        noise, so a resumed run continues exactly as an uninterrupted one.
+      seed: None (a fresh shuffle and noise) or the seed of the initial weights, the data
+        order and the posterior noise, so two runs start alike and a resumed run continues
+        exactly as an uninterrupted one.
       strategy: "auto" (TF_CONFIG -> multi-worker, GPUs -> mirrored, else default), a
         name understood by make_strategy, or a tf.distribute.Strategy.
       max_elbo: the run stops as diverged when the negative ELBO exceeds this.
@@ -121,6 +123,8 @@ def _run(model_dir, settings):
 
 def _train(model_dir, settings, strategy):
     """State, restore or warm start, the run's records, the loops, the result."""
+    if settings.seed is not None:  # the initial weights too, not only data and noise
+        keras.utils.set_random_seed(settings.seed)
     state = TrainState.build(settings.model, settings.image_size, strategy, settings.precision)
     description = config_of(state.model)
     checkpoints.check_same_model(model_dir, description)
@@ -150,7 +154,8 @@ def _train(model_dir, settings, strategy):
     elif warm:
         print(f"Starting from the weights in {settings.warm_start} (step {start_step}, GECO beta "
               f"{warm['beta']:.3g}); the optimizer starts afresh.", flush=True)
-    writers = _writers(model_dir, strategy.extended.should_save_summary)
+    writers = _writers(model_dir, strategy.extended.should_save_summary, settings,
+                       start_step)
     budget, progress = actions_lib.TimeBudget(settings.max_minutes), Progress(settings.num_steps)
     progress.deadline = budget.deadline
     try:
@@ -235,7 +240,8 @@ def _record_run(model_dir, description, settings, start_step):
     """model.json, run.json and operative_config.gin (the previous one kept when settings
     changed)."""
     runs.write_description(model_dir, description)
-    runs.write_run_info(model_dir, settings.dataset, settings.data_dir, settings.image_size)
+    runs.write_run_info(model_dir, settings.dataset, settings.data_dir, settings.image_size,
+                        model=description)
     changes = checkpoints.record_operative_config(
         model_dir, gin.operative_config_str(), start_step)
     if changes and start_step:
@@ -243,12 +249,15 @@ def _record_run(model_dir, description, settings, start_step):
               f"{checkpoints.HISTORY_DIR}): " + "; ".join(changes), flush=True)
 
 
-def _writers(model_dir, enabled):
-    """(train, val) summary writers; no-op writers where this worker writes none."""
-    if not enabled:
-        return tf.summary.create_noop_writer(), tf.summary.create_noop_writer()
-    return tuple(tf.summary.create_file_writer(os.path.join(model_dir, name))
-                 for name in ("train", "val"))
+def _writers(model_dir, enabled, settings, start_step):
+    """(train, val) summary writers: no-op writers where this worker writes none, where a
+    rerun has no step left to train (no empty event files) and, for val/, where
+    validation is off (no empty folder)."""
+    train_on = enabled and start_step < settings.num_steps
+    val_on = train_on and settings.validation_every > 0
+    return tuple(tf.summary.create_file_writer(os.path.join(model_dir, name)) if on
+                 else tf.summary.create_noop_writer()
+                 for name, on in (("train", train_on), ("val", val_on)))
 
 
 class _InnerLoop:

@@ -130,8 +130,11 @@ def test_evaluators_one_per_family_in_the_registry_order():
 ])
 def test_what_cannot_be_scored_is_an_evaluation_error(metrics, dataset, options, message,
                                                       shapestacks_dir):
+    """A user error (EvaluationError, or the data's own, e.g. UnknownSplitError), exit 2."""
+    from genesis_tf.errors import UserError
+
     options = suite.Options(num_images=2, data_dir=shapestacks_dir, **options)
-    with pytest.raises(suite.EvaluationError) as info:
+    with pytest.raises(UserError) as info:
         suite.evaluate(_Tiny(), dataset, metrics, options)
     assert message in str(info.value)
     assert info.value.exit_code == 2 and isinstance(info.value, ValueError)

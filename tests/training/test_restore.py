@@ -159,3 +159,48 @@ def test_run_info_of_older_runs_comes_from_the_operative_config(tmp_path):
     assert "\\\n" in (tmp_path / runs.OPERATIVE_CONFIG).read_text()
     assert runs.read_run_info(str(tmp_path)) == {
         "dataset": "multi_dsprites/colored", "data_dir": long_path, "image_size": None}
+
+
+def test_an_edited_model_json_is_refused_and_training_writes_it_back(trained_run, tmp_path):
+    """Issue 30: model.json edited to another K made every tool run another model."""
+    import json
+    import shutil
+
+    from genesis_tf.models import config_of
+    from genesis_tf.training import checkpoints
+
+    run_dir, _, _, result = trained_run
+    copy = tmp_path / "run"
+    shutil.copytree(run_dir, copy)
+    description = json.loads((copy / runs.MODEL_FILE).read_text())
+    description["config"]["num_slots"] = 5
+    (copy / runs.MODEL_FILE).write_text(json.dumps(description))
+    with pytest.raises(runs.ModelFileChangedError) as raised:
+        runs.restore(str(copy))
+    assert str(raised.value) == (
+        f"{copy / runs.MODEL_FILE} was changed after training wrote it: num_slots 5 "
+        "(trained: 3). Put the trained values back (run.json records them); to decompose "
+        "into another number of slots pass --num_slots to evaluate, visualise or export "
+        "instead")
+    # Resuming with the run's own configuration is not refused (it rewrites model.json).
+    checkpoints.check_same_model(str(copy), config_of(result.model))
+    with pytest.raises(CheckpointMismatchError, match="num_slots 3 -> 5"):
+        checkpoints.check_same_model(str(copy), dict(config_of(result.model), config=dict(
+            config_of(result.model)["config"], num_slots=5)))
+
+
+def test_a_truncated_model_json_is_one_line(trained_run, tmp_path):
+    import shutil
+
+    run_dir = trained_run[0]
+    copy = tmp_path / "run"
+    shutil.copytree(run_dir, copy)
+    text = (copy / runs.MODEL_FILE).read_text()
+    (copy / runs.MODEL_FILE).write_text(text[:len(text) // 2])
+    with pytest.raises(runs.DamagedRunFileError) as raised:
+        runs.restore(str(copy))
+    message = str(raised.value)
+    assert message.startswith(f"{copy / runs.MODEL_FILE} is damaged (not JSON: ")
+    assert message.endswith("restore it from a copy, or rerun python -m genesis_tf.train "
+                            "with the run's gin files and this --model_dir, which writes it "
+                            "again") and "\n" not in message
