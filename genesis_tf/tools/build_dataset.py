@@ -20,6 +20,8 @@ stderr says which and how to fix it).
 """
 import dataclasses
 import importlib
+import os
+import shutil
 import sys
 
 from genesis_tf import cli
@@ -106,11 +108,34 @@ def _parse(argv):
 def main(args):
     from tfds_builders import downloads
 
+    data_dir = os.path.expanduser(str(args.paths.data_dir or "")) or None
+    existed = data_dir is None or os.path.exists(data_dir)
     try:
         args.execute()
-    except downloads.NetworkUnreachableError as error:
-        # tfds_builders does not depend on genesis_tf: its error becomes a UserError here.
-        raise UserError(str(error)) from None
+    except BaseException as error:
+        if not existed:
+            _remove_failed_build(data_dir)
+        if isinstance(error, downloads.NetworkUnreachableError):
+            # tfds_builders does not depend on genesis_tf: its error becomes a UserError.
+            raise UserError(str(error)) from None
+        raise
+
+
+def _remove_failed_build(top):
+    """Removes what a failed build left in a --data_dir that did not exist before it: all
+    of it when no dataset was finished there (TFDS leaves <name>/.config/metadata.json),
+    else only the empty folders."""
+    if not os.path.isdir(top):
+        return
+    walk = sorted(os.walk(top), key=lambda entry: -len(entry[0]))  # deepest first
+    if not any("dataset_info.json" in files for _, _, files in walk):
+        shutil.rmtree(top, ignore_errors=True)
+        return
+    for folder, _, _ in walk:
+        try:
+            os.rmdir(folder)  # only empty folders go
+        except OSError:
+            pass
 
 
 def run():

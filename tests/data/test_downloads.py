@@ -395,3 +395,19 @@ def test_entry_point_reports_no_network_as_one_message_and_exit_code_2(
     message = capsys.readouterr().err.strip().splitlines()[-1]
     assert message.startswith("error: Cannot download " + dsprites.DSPRITES_URL)
     assert "--manual_dir" in message and fake_download == []
+
+
+def test_a_failed_build_into_a_new_data_dir_leaves_no_empty_folder(
+        tmp_path, fake_download, network_down, capsys):
+    """Issue 30: a failed online build left an empty --data_dir tree behind."""
+    data_dir = tmp_path / "new" / "tfds"
+    args = build_dataset._parse(["genesis-build-dataset", "build", "multi_dsprites",
+                                 "--config=colored", f"--data_dir={data_dir}"])
+    assert cli._reporting_user_errors(build_dataset.main, args) == 2
+    assert not data_dir.exists()
+    kept = tmp_path / "kept"  # a data_dir that existed before is left as it was
+    kept.mkdir()
+    args = build_dataset._parse(["genesis-build-dataset", "build", "multi_dsprites",
+                                 "--config=colored", f"--data_dir={kept}"])
+    assert cli._reporting_user_errors(build_dataset.main, args) == 2
+    assert kept.is_dir()

@@ -2,14 +2,22 @@
 UserError whose one line names the setting, raised before anything is written; the binary
 prints it as one line with exit 2 (checked in a fresh process for one of them, with the
 read-only folder, the command-line CPU split and the seeded start)."""
+import os
 import subprocess
+import sys
 
 import gin
 import pytest
 
 from genesis_tf import cli
 from genesis_tf.errors import UserError
-from tests.helpers.training import parse, selected_tests, start_binary
+from tests.helpers.training import (
+    ROOT,
+    BackgroundProcess,
+    parse,
+    selected_tests,
+    start_binary,
+)
 
 # case -> (gin bindings, the one line on stderr, or its start when it quotes the model)
 MISTAKES = {
@@ -39,6 +47,10 @@ MISTAKES = {
     "image_size_48": (["IMAGE_SIZE = 48"], "error: the model cannot be built: "),
 }
 SMOKE = ["--gin_file=smoke.gin", "--gin_bindings=train.num_steps = 1"]
+SPLIT_CPU = """
+from genesis_tf.training.strategy import make_strategy
+print("mirrored_cpu:2 ->", make_strategy("mirrored_cpu:2").num_replicas_in_sync, "replicas")
+"""
 
 
 @pytest.fixture(scope="module")
@@ -52,15 +64,10 @@ def mistakes(request, tmp_path_factory):
             *SMOKE, f"--model_dir={root / 'binary'}", "--gin_bindings=train.batch_size = 2.5"])
     if "read_only" in wanted:
         started["read_only"] = _read_only_run(root)
-    if "seed" in wanted:  # two runs with one seed: the same initial weights
-        for name in ("seeded_a", "seeded_b"):
-            started[name] = start_binary("genesis_tf.train", [
-                *SMOKE, f"--model_dir={root / name}", "--gin_bindings=train.seed = 5",
-                "--gin_bindings=make_optimizer.learning_rate = 0.0"])
-    if "mirrored_cpu" in wanted:  # not a mistake: a CPU split into two replicas
-        started["mirrored_cpu"] = start_binary("genesis_tf.train", [
-            *SMOKE, f"--model_dir={root / 'mirrored_cpu'}",
-            "--gin_bindings=train.strategy = 'mirrored_cpu:2'"])
+    if "mirrored_cpu" in wanted:  # a fresh process: the CPU is not split yet
+        started["mirrored_cpu"] = BackgroundProcess(
+            [sys.executable, "-c", SPLIT_CPU], cwd=ROOT,
+            env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
     return root, {case: process.result() for case, process in started.items()}
 
 
@@ -135,27 +142,30 @@ def test_a_read_only_model_dir_is_one_line(mistakes, tmp_path):
 
 
 def test_mirrored_cpu_works_from_the_command_line(mistakes):
-    """train.strategy = 'mirrored_cpu:N' splits the CPU itself (the binary's first use)."""
+    """train.strategy = 'mirrored_cpu:N' splits the CPU itself in a fresh process, where
+    nothing configured logical devices before (the command line's case)."""
     result = mistakes[1]["mirrored_cpu"]
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "Finished at step 1" in result.stdout
+    assert result.stdout.strip().splitlines()[-1] == "mirrored_cpu:2 -> 2 replicas"
 
 
-def test_train_seed_also_seeds_the_initial_weights(mistakes):
-    """Two runs with train.seed = 5 and learning rate 0 save the same weights at step 1."""
+def test_train_seed_also_seeds_the_initial_weights(tmp_path):
+    """Two runs with train.seed = 5 start from the same weights (num_steps = 0: the state
+    is built, nothing trained), a third with another seed does not."""
     import numpy as np
-    import tensorflow as tf
 
-    root, results = mistakes
-    for name in ("seeded_a", "seeded_b"):
-        assert results[name].returncode == 0, results[name].stderr[-3000:]
-    first, second = (tf.train.load_checkpoint(str(root / name / "ckpt-1"))
-                     for name in ("seeded_a", "seeded_b"))
-    # The weights sit under optimizer/ (their shortest path), batch-norm statistics under
-    # model/.
-    weights = [key for key in first.get_variable_to_shape_map()
-               if key.startswith(("optimizer/_trainable_variables/", "model/"))]
-    assert len(weights) > 100
-    for key in weights:
-        np.testing.assert_array_equal(first.get_tensor(key), second.get_tensor(key),
-                                      err_msg=key)
+    from genesis_tf.training import train
+
+    weights = {}
+    for name, seed in (("a", 5), ("b", 5), ("c", 6)):
+        gin.clear_config()
+        try:
+            parse(bindings=[f"train.seed = {seed}"])
+            weights[name] = train(str(tmp_path / name), num_steps=0).model.get_weights()
+        finally:
+            gin.clear_config()
+    assert len(weights["a"]) > 100
+    for first, second in zip(weights["a"], weights["b"], strict=True):
+        np.testing.assert_array_equal(first, second)
+    assert any(not np.array_equal(a, c) for a, c in zip(weights["a"], weights["c"],
+                                                         strict=True))

@@ -172,6 +172,11 @@ def test_summaries_are_means_over_the_steps_since_the_last_summary(tmp_path, cle
             mean = np.mean([every[s] for s in range(step - 2, step + 1)])
             np.testing.assert_allclose(third[step], mean, rtol=1e-5, err_msg=tag)
             assert abs(third[step] - every[step]) > 1e-4 * abs(mean)  # not the last step's
+    # Validation was off: no val/ folder. A rerun with no step left writes no event file.
+    assert not (tmp_path / "every" / "val").exists()
+    events = sorted((tmp_path / "every" / "train").iterdir())
+    assert train(str(tmp_path / "every"), num_steps=6).step == 6
+    assert sorted((tmp_path / "every" / "train").iterdir()) == events
 
 
 # Last: its process started with the module and ran during the tests above.

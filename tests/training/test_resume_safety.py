@@ -142,7 +142,7 @@ def test_a_second_trainer_is_refused_while_the_first_runs_and_admitted_after(bas
         _, err = first.communicate(timeout=300)
     assert first.returncode == 143, err[-3000:]
     stopped = int(re.search(r"stopped at step (\d+)", err).group(1))
-    after = _train(copy, stopped + 1)
+    after = _train(copy, stopped)  # admitted: it takes the lock and resumes (no step left)
     assert after.returncode == 0, after.stderr[-3000:]
     assert f"Resumed from {copy}/ckpt-{stopped} at step {stopped}." in after.stdout
     assert not (copy / "trainer.lock").exists()
