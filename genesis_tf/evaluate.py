@@ -21,7 +21,6 @@ evaluators of genesis_tf.metrics.suite; this binary only turns flags into its Op
 Exit codes: 0 done, 2 a bad flag, no run or checkpoint, a dataset not prepared, a metric
 the dataset cannot give, Inception weights not found.
 """
-import contextlib
 import json
 import os
 import sys
@@ -129,14 +128,22 @@ def _warn_if_fewer_images(results, dataset):
 def _save(report, target):
     """Merges the metrics into `target` (keeping earlier ones) and writes it; if that
     fails (a read-only or full folder), prints the results as JSON on stdout instead."""
+    import tensorflow as tf
+
+    from genesis_tf.run_safety import write_atomically
+
     report = _merged(report, target)
+    text = json.dumps(report, indent=1, sort_keys=True)
     try:
-        _write_json(report, target)
-    except OSError as error:
-        print(f"warning: cannot write {target} ({error.strerror or error}); the results "
+        os.makedirs(os.path.dirname(os.path.abspath(target)), exist_ok=True)
+        write_atomically(target, text + "\n")  # whole or not at all, no partial left
+    except (OSError, tf.errors.OpError) as error:
+        # OSError from makedirs; TensorFlow's errors end with the system's reason.
+        reason = getattr(error, "strerror", None) or str(error).rsplit("; ", 1)[-1]
+        print(f"warning: cannot write {target} ({reason}); the results "
               "follow as JSON on stdout (--output=FILE writes them elsewhere)",
               file=sys.stderr, flush=True)
-        print(json.dumps(report, indent=1, sort_keys=True), flush=True)
+        print(text, flush=True)
         return
     print(f"Written to {target}")
 
@@ -160,23 +167,6 @@ def _options(data_dir):
         fid_images=FLAGS.fid_images, inception_path=FLAGS.inception_path,
         probe_train_images=FLAGS.probe_train_images, probe_epochs=FLAGS.probe_epochs,
         show_progress=True)
-
-
-def _write_json(report, target):
-    """Writes `report` to `target` whole or not at all (a .partial file, then renamed)."""
-    directory = os.path.dirname(os.path.abspath(target))
-    os.makedirs(directory, exist_ok=True)
-    partial = target + ".partial"
-    try:
-        with open(partial, "w") as f:
-            json.dump(report, f, indent=1, sort_keys=True)
-            f.write("\n")
-        os.replace(partial, target)
-    except OSError:
-        with contextlib.suppress(OSError):
-            os.remove(partial)  # a full disk: leave no half-written file behind
-        raise
-    return target
 
 
 def run():
