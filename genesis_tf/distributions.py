@@ -10,10 +10,14 @@ Shapes below: B images, K slots, H×W×C pixels, D latent dimensions.
   sample_shape + [B, K, D]; ``log_prob`` sums over D.
 * KL terms are Monte-Carlo: KL ≈ log q(z) − log p(z) at the posterior sample z.
 """
+import math
+
 import tensorflow as tf
 import tensorflow_probability as tfp
 
 tfd = tfp.distributions
+
+MASK_FLOOR = 1e-5  # the references clamp both mask distributions here before the KL
 
 
 def diagonal_gaussian(mean, scale):
@@ -60,3 +64,24 @@ def reconstruction_error(images, log_masks, components, pixel_std):
 def monte_carlo_kl(z, posterior, prior):
     """log q(z) − log p(z), summed over the event (latent) axis: shape = batch shape."""
     return posterior.log_prob(z) - prior.log_prob(z)
+
+
+def mask_kl(log_masks, decoded_mask_logits, floor=MASK_FLOOR):
+    """Σ over pixels of KL(Cat(m) ‖ Cat(softmax_k(decoded logits))), per image: [B].
+
+    Both distributions are clamped below at ``floor`` and renormalised (the reference
+    builds categoricals from the clamped probabilities); the clamp is taken in log space,
+    log max(m, floor) = max(log m, log floor).
+
+    Args:
+      log_masks: [B, K, H, W, 1] attention log masks (logsumexp over K = 0).
+      decoded_mask_logits: [B, K, H, W, 1] unnormalised decoded mask logits.
+    """
+    log_floor = math.log(floor)
+    log_q = tf.maximum(tf.cast(log_masks, tf.float32), log_floor)
+    log_p = tf.maximum(tf.nn.log_softmax(tf.cast(decoded_mask_logits, tf.float32), axis=1),
+                       log_floor)
+    # Slots to the last axis: the categorical's event; batch shape [B, H, W, 1].
+    q = tfd.Categorical(logits=tf.transpose(log_q, [0, 2, 3, 4, 1]))
+    p = tfd.Categorical(logits=tf.transpose(log_p, [0, 2, 3, 4, 1]))
+    return tf.reduce_sum(tfd.kl_divergence(q, p), axis=[1, 2, 3])

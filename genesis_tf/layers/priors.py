@@ -43,6 +43,28 @@ class AutoregressivePrior(tracking.Layer):
         zeros = ops.zeros((batch_size, self.units), dtype=dtype)
         return [zeros, zeros]
 
+    def sequence_params(self, z):
+        """p(z_k | z_<k) for k = 1..K at samples z [B, K, D] -> (mean, scale), each
+        [B, K, D] in float32; slot 1's prior is N(0, I)."""
+        mean, scale = self(z[:, :-1])  # slots 2..K: [B, K−1, D]
+        first = ops.zeros_like(z[:, :1])
+        mean = ops.concatenate([first, ops.cast(mean, "float32")], axis=1)
+        scale = ops.concatenate([ops.ones_like(first), ops.cast(scale, "float32")], axis=1)
+        return mean, scale
+
+    def sample_sequence(self, batch_size, num_slots, noise, dtype="float32"):
+        """z_1 ~ N(0, I), z_k ~ p(z_k | z_<k) -> [B, K, D] float32; ``noise(shape)`` gives
+        standard normal draws."""
+        z = noise(ops.stack([batch_size, self.latent_size]))
+        zs = [z]
+        state = self.initial_state(batch_size, dtype=dtype)
+        for _ in range(1, num_slots):
+            mean, scale, state = self.step(z, state)
+            mean, scale = ops.cast(mean, "float32"), ops.cast(scale, "float32")
+            z = mean + scale * noise(ops.shape(mean))
+            zs.append(z)
+        return ops.stack(zs, 1)
+
 
 class ComponentPrior(tracking.Layer):
     """z^m_k [N, Dm] -> prior (mean, scale) of z^c_k, each [N, Dc]."""

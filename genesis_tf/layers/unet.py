@@ -1,4 +1,5 @@
-r"""The attention network of MONet (Burgess et al. 2019, appendix B.2): a U-Net.
+r"""The U-Nets of MONet's attention network (Burgess et al. 2019, appendix B.2) and of
+GENESIS-V2's pixel encoder.
 
 At attention step k it reads concat(x, log s_{k-1}) (4 channels) and returns
 log α_k and log(1 − α_k), the log shares of the current scope taken by slot k and passed
@@ -24,6 +25,11 @@ permuted; up-path convs read (previous, skip) in that order, as the reference.
 Downsampling by nearest resizing with factor ½ keeps the even rows and columns
 (PyTorch's ``interpolate(scale_factor=0.5, mode="nearest")``); upsampling repeats each
 row and column twice.
+
+GENESIS-V2's encoder (``UNetEncoder``) is the same U-Net on the image alone (3 channels),
+with c = 64, group norm (8 groups, ε 1e-5) in place of instance norm, and no final conv:
+it returns the last up block's c-channel feature map (64, 64, 128, 128, 128 down and
+128, 128, 64, 64, 64 up at 64×64).
 """
 import math
 
@@ -31,6 +37,7 @@ from keras import ops
 
 from genesis_tf.layers import tracking
 from genesis_tf.layers.initializers import TorchConv2D, TorchDense
+from genesis_tf.layers.torch_norms import GroupNorm
 
 BOTTLENECK = 4  # spatial size at the bottom of the U-Net, whatever the image size
 
@@ -82,22 +89,30 @@ class InstanceNorm(tracking.Layer):
         return {**super().get_config(), "epsilon": self.epsilon}
 
 
+NORMS = {"instance": lambda: InstanceNorm(epsilon=1e-5, name="norm"),
+         "group": lambda: GroupNorm(groups=8, epsilon=1e-5, name="norm")}
+
+
 class UNetBlock(tracking.Layer):
-    """3×3 bias-free conv -> instance norm (affine) -> ReLU -> optional ×2 nearest resize.
+    """3×3 bias-free conv -> norm (affine) -> ReLU -> optional ×2 nearest resize.
 
     ``resize``: "down" (keep every other row and column), "up" (repeat each twice) or None.
+    ``norm``: "instance" (MONet) or "group" (8 groups: GENESIS-V2).
     Returns (activation before the resize [N, H, W, F], output after it): the down path
     keeps the former as its skip connection.
     """
 
-    def __init__(self, filters, resize=None, **kwargs):
+    def __init__(self, filters, resize=None, norm="instance", **kwargs):
         super().__init__(**kwargs)
         if resize not in ("down", "up", None):
             raise ValueError(f"resize must be 'down', 'up' or None, got {resize!r}")
+        if norm not in NORMS:
+            raise ValueError(f"norm must be one of {sorted(NORMS)}, got {norm!r}")
         self.filters = filters
         self.resize = resize
+        self.norm_type = norm
         self.conv = TorchConv2D(filters, 3, padding="same", use_bias=False, name="conv")
-        self.norm = InstanceNorm(epsilon=1e-5, name="norm")
+        self.norm = NORMS[norm]()
 
     def call(self, x):
         x = ops.relu(self.norm(self.conv(x)))
@@ -108,14 +123,16 @@ class UNetBlock(tracking.Layer):
         return x, x
 
     def get_config(self):
-        return {**super().get_config(), "filters": self.filters, "resize": self.resize}
+        return {**super().get_config(), "filters": self.filters, "resize": self.resize,
+                "norm": self.norm_type}
 
 
-class AttentionUNet(tracking.Layer):
-    """(images [N, S, S, 3], log scope [N, S, S, 1]) -> (log α, log(1 − α)), each
-    [N, S, S, 1] in float32."""
+class UNet(tracking.Layer):
+    """The U-Net's blocks and bottleneck MLP; ``features`` maps [N, S, S, C_in] to the last
+    up block's [N, S, S, c] (compute dtype)."""
 
-    def __init__(self, image_size=64, filter_start=32, hidden=128, **kwargs):
+    def __init__(self, image_size=64, filter_start=32, hidden=128, norm="instance",
+                 **kwargs):
         super().__init__(**kwargs)
         self.image_size = image_size
         self.filter_start = filter_start
@@ -123,20 +140,17 @@ class AttentionUNet(tracking.Layer):
         down = down_filters(image_size, filter_start)
         up = up_filters(image_size, filter_start)
         last = len(down) - 1
-        self.down = [UNetBlock(f, resize=None if i == last else "down", name=f"down_{i}")
-                     for i, f in enumerate(down)]
-        self.up = [UNetBlock(f, resize=None if i == last else "up", name=f"up_{i}")
-                   for i, f in enumerate(up)]
+        self.down = [UNetBlock(f, resize=None if i == last else "down", norm=norm,
+                               name=f"down_{i}") for i, f in enumerate(down)]
+        self.up = [UNetBlock(f, resize=None if i == last else "up", norm=norm,
+                             name=f"up_{i}") for i, f in enumerate(up)]
         self.bottleneck_channels = down[-1]
         bottleneck = BOTTLENECK * BOTTLENECK * self.bottleneck_channels
         self.mlp = [TorchDense(hidden, activation="relu", name="mlp_0"),
                     TorchDense(hidden, activation="relu", name="mlp_1"),
                     TorchDense(bottleneck, activation="relu", name="mlp_2")]
-        self.final_conv = TorchConv2D(1, 1, name="final_conv")
 
-    def logits(self, images, log_scope):
-        """The attention logit a per pixel, [N, S, S, 1] (compute dtype)."""
-        x = ops.concatenate([images, ops.cast(log_scope, images.dtype)], axis=-1)  # [N,S,S,4]
+    def features(self, x):
         skips = []
         for block in self.down:
             skip, x = block(x)  # the skip is taken before downsampling
@@ -148,12 +162,40 @@ class AttentionUNet(tracking.Layer):
         x = ops.reshape(h, (n, BOTTLENECK, BOTTLENECK, self.bottleneck_channels))
         for i, block in enumerate(self.up):
             _, x = block(ops.concatenate([x, skips[-1 - i]], axis=-1))
-        return self.final_conv(x)
+        return x
+
+    def get_config(self):
+        return {**super().get_config(), "image_size": self.image_size,
+                "filter_start": self.filter_start, "hidden": self.hidden}
+
+
+class AttentionUNet(UNet):
+    """MONet's attention network: (images [N, S, S, 3], log scope [N, S, S, 1]) ->
+    (log α, log(1 − α)), each [N, S, S, 1] in float32."""
+
+    def __init__(self, image_size=64, filter_start=32, hidden=128, **kwargs):
+        super().__init__(image_size, filter_start, hidden, norm="instance", **kwargs)
+        self.final_conv = TorchConv2D(1, 1, name="final_conv")
+
+    def logits(self, images, log_scope):
+        """The attention logit a per pixel, [N, S, S, 1] (compute dtype)."""
+        x = ops.concatenate([images, ops.cast(log_scope, images.dtype)], axis=-1)  # [N,S,S,4]
+        return self.final_conv(self.features(x))
 
     def call(self, images, log_scope):
         a = ops.cast(self.logits(images, log_scope), "float32")
         return ops.log_sigmoid(a), ops.log_sigmoid(-a)
 
-    def get_config(self):
-        return {**super().get_config(), "image_size": self.image_size,
-                "filter_start": self.filter_start, "hidden": self.hidden}
+
+class UNetEncoder(UNet):
+    """GENESIS-V2's pixel encoder: images [N, S, S, 3] -> ReLU(features) [N, S, S, c].
+
+    Group norm, c = 64; the reference replaces the U-Net's final conv by the identity and
+    applies a ReLU to the output (a no-op after the last block's ReLU, kept as written).
+    """
+
+    def __init__(self, image_size=64, filter_start=64, hidden=128, **kwargs):
+        super().__init__(image_size, filter_start, hidden, norm="group", **kwargs)
+
+    def call(self, images):
+        return ops.relu(self.features(images))

@@ -144,7 +144,8 @@ def from_description(description, classes):
 
 
 class RandomNormal:
-    """Standard normal draws: stateless and reproducible when seeded, else stateful.
+    """Standard normal (and uniform) draws: stateless and reproducible when seeded, else
+    stateful.
 
     One instance serves one forward pass; its n-th draw uses the stateless seed
     [seed, n], so a seed gives the same draws in every call, trace and process.
@@ -164,9 +165,17 @@ class RandomNormal:
     def __call__(self, shape):
         if self.seed is None:
             return tf.random.normal(shape)
+        return tf.random.stateless_normal(shape, seed=self._next_seed(), alg="philox")
+
+    def uniform(self, shape):
+        """U[0, 1) draws of ``shape``; seeded like the normal draws (same counter)."""
+        if self.seed is None:
+            return tf.random.uniform(shape)
+        return tf.random.stateless_uniform(shape, seed=self._next_seed(), alg="philox")
+
+    def _next_seed(self):
         self.count += 1
-        seed = tf.stack([tf.cast(self.seed, tf.int32), tf.constant(self.count, tf.int32)])
-        return tf.random.stateless_normal(shape, seed=seed, alg="philox")
+        return tf.stack([tf.cast(self.seed, tf.int32), tf.constant(self.count, tf.int32)])
 
 
 def to_float32(t):

@@ -247,23 +247,12 @@ class _SequentialSlotModel(SceneModel):
 
     def _mask_prior_params(self, z_mask):
         """p(z^m_k | z^m_<k) for k = 1..K from the posterior samples -> mean, scale [B, K, Dm]."""
-        mean, scale = self.mask_prior(z_mask[:, :-1])  # slots 2..K: [B, K−1, Dm]
-        first_mean = tf.zeros_like(z_mask[:, :1])
-        mean = tf.concat([first_mean, to_float32(mean)], axis=1)
-        scale = tf.concat([tf.ones_like(first_mean), to_float32(scale)], axis=1)
-        return mean, scale
+        return self.mask_prior.sequence_params(z_mask)
 
     def _sample_mask_latents(self, batch_size, num_slots, noise):
         """z^m_1 ~ N(0, I), z^m_k ~ p(z^m_k | z^m_<k) -> [B, K, Dm]."""
-        z = noise(tf.stack([batch_size, self.mask_latent_size]))
-        zs = [z]
-        state = self.mask_prior.initial_state(batch_size, dtype=self.compute_dtype)
-        for _ in range(1, num_slots):
-            mean, scale, state = self.mask_prior.step(z, state)
-            mean, scale = to_float32(mean), to_float32(scale)
-            z = mean + scale * noise(tf.shape(mean))
-            zs.append(z)
-        return tf.stack(zs, 1)
+        return self.mask_prior.sample_sequence(batch_size, num_slots, noise,
+                                               dtype=self.compute_dtype)
 
     def _per_slot(self, t, batch, num_slots):
         """[B·K, ...] -> [B, K, ...] in float32."""

@@ -31,8 +31,6 @@ Cost at 64×64 (multiply-adds): the U-Net runs K−1 times per image, ≈ 132 M 
 component VAE once per slot-image, ≈ 6 M to encode and ≈ 146 M to decode (the broadcast
 decoder dominates). 974,085 parameters (U-Net 604,513, component VAE 369,572), whatever K.
 """
-import math
-
 import tensorflow as tf
 import tensorflow_probability as tfp
 from keras import ops
@@ -54,7 +52,8 @@ from genesis_tf.models.output import SceneOutput
 
 tfd = tfp.distributions
 
-MASK_FLOOR = 1e-5  # the reference clamps both mask distributions here before the KL
+MASK_FLOOR = dists.MASK_FLOOR
+mask_kl = dists.mask_kl  # shared with GENESIS-V2's optional mask-consistency term
 
 
 class MONetComponentVAE(tracking.Layer):
@@ -234,27 +233,6 @@ class MONet(SceneModel):
             log_scope = log_scope + log_pass
         log_masks.append(log_scope)  # the last slot takes what is left of the scope
         return tf.stack(log_masks, axis=1)
-
-
-def mask_kl(log_masks, decoded_mask_logits, floor=MASK_FLOOR):
-    """Σ over pixels of KL(Cat(m) ‖ Cat(softmax_k(decoded logits))), per image: [B].
-
-    Both distributions are clamped below at ``floor`` and renormalised (the reference
-    builds categoricals from the clamped probabilities); the clamp is taken in log space,
-    log max(m, floor) = max(log m, log floor).
-
-    Args:
-      log_masks: [B, K, H, W, 1] attention log masks (logsumexp over K = 0).
-      decoded_mask_logits: [B, K, H, W, 1] unnormalised decoded mask logits.
-    """
-    log_floor = math.log(floor)
-    log_q = tf.maximum(tf.cast(log_masks, tf.float32), log_floor)
-    log_p = tf.maximum(tf.nn.log_softmax(tf.cast(decoded_mask_logits, tf.float32), axis=1),
-                       log_floor)
-    # Slots to the last axis: the categorical's event; batch shape [B, H, W, 1].
-    q = tfd.Categorical(logits=tf.transpose(log_q, [0, 2, 3, 4, 1]))
-    p = tfd.Categorical(logits=tf.transpose(log_p, [0, 2, 3, 4, 1]))
-    return tf.reduce_sum(tfd.kl_divergence(q, p), axis=[1, 2, 3])
 
 
 def _per_slot(t, batch, num_slots):

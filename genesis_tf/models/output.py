@@ -25,3 +25,6 @@ class SceneOutput(NamedTuple):
     # [B, K, H, W, 1]: logits of the masks decoded from the component latents (MONet's
     # m̃_k = softmax over K); not the attention masks, which are log_masks.
     decoded_mask_logits: Any = None
+    # [B, K, H, W, 1]: GENESIS-V2's IC-SBP masks (inferred from pixel embeddings); its
+    # log_masks are the decoded ones, which give recon and the likelihood.
+    ic_sbp_log_masks: Any = None

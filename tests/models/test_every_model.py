@@ -12,7 +12,7 @@ from genesis_tf.training import summaries
 SIZE = 32
 # Tiny sizes; the VAE baselines have no slots (one, to every consumer).
 TINY = {"Genesis": {"num_slots": 3}, "GenesisS": {"num_slots": 3}, "MONet": {"num_slots": 3},
-        "BDVAE": {}, "DCVAE": {}}
+        "GenesisV2": {"num_slots": 3, "latent_size": 16}, "BDVAE": {}, "DCVAE": {}}
 
 
 def test_every_model_is_listed():
@@ -85,7 +85,7 @@ def test_no_training_step_has_an_explicit_padding_conv(name):
     assert paddings and paddings <= {"SAME", "VALID"}, paddings
 
 
-@pytest.mark.parametrize("name", ["MONet", "BDVAE"])
+@pytest.mark.parametrize("name", ["MONet", "BDVAE", "GenesisV2"])
 def test_export_takes_the_model(name, tmp_path):
     from genesis_tf.export import export_model
 
