@@ -9,12 +9,14 @@ import time
 import keras
 import tensorflow as tf
 
-from genesis_tf.models import Genesis, GenesisS
+from genesis_tf.models import Genesis, GenesisS, GenesisV2
+
+MODEL_CLASSES = {"genesis": Genesis, "genesis_s": GenesisS, "genesis_v2": GenesisV2}
 
 
 def parser(description):
     p = argparse.ArgumentParser(description=description)
-    p.add_argument("--model", choices=["genesis", "genesis_s"], default="genesis")
+    p.add_argument("--model", choices=sorted(MODEL_CLASSES), default="genesis")
     p.add_argument("--image_size", type=int, default=64)
     p.add_argument("--num_slots", type=int, default=7)
     p.add_argument("--batch_size", type=int, default=32)
@@ -35,7 +37,7 @@ def run(args, what, make_fn):
     tf.config.threading.set_inter_op_parallelism_threads(args.threads)
     if args.policy != "float32":
         keras.mixed_precision.set_global_policy(args.policy)
-    cls = GenesisS if args.model == "genesis_s" else Genesis
+    cls = MODEL_CLASSES[args.model]
     model = cls(image_size=args.image_size, num_slots=args.num_slots).build_for_images()
     fn = make_fn(model)
     fn()  # trace and warm up

@@ -36,12 +36,13 @@ import tensorflow as tf
 from flops import count_flops, profiled_flops
 
 from genesis_tf.geco import GECO
-from genesis_tf.models import Genesis, GenesisS
+from genesis_tf.models import Genesis, GenesisS, GenesisV2
 from genesis_tf.models.base import ERR, kl_total
 from genesis_tf.training import precision as precision_lib
 from genesis_tf.training.optimizers import OPTIMIZERS, TORCH_ADAM, make_optimizer
 from genesis_tf.training.step import make_train_step
 
+MODEL_CLASSES = {"genesis": Genesis, "genesis_s": GenesisS, "genesis_v2": GenesisV2}
 LEARNING_RATE = 1e-4  # the loop's defaults (make_optimizer.learning_rate, .epsilon)
 ADAM_EPSILON = 1e-8
 
@@ -91,7 +92,7 @@ def build(args):
 
     Returns (model, optimizer, replica_step); replica_step(images) -> {term: batch mean}.
     """
-    cls = GenesisS if args.model == "genesis_s" else Genesis
+    cls = MODEL_CLASSES[args.model]
     model = precision_lib.with_policy(
         args.policy, lambda: cls(image_size=args.image_size, num_slots=args.num_slots))
     model.build_for_images()
@@ -178,7 +179,7 @@ def run(args):
 
 def add_step_arguments(parser):
     """The step's model, size, precision, optimizer and threads (shared with profile_step)."""
-    parser.add_argument("--model", choices=["genesis", "genesis_s"], default="genesis")
+    parser.add_argument("--model", choices=sorted(MODEL_CLASSES), default="genesis")
     parser.add_argument("--image_size", type=int, default=64)
     parser.add_argument("--num_slots", type=int, default=7)
     parser.add_argument("--batch_size", type=int, default=32)
