@@ -16,6 +16,10 @@ the results are printed as JSON on stdout instead. Metrics:
   probes  ShapeStacks only: MLP probes on the model's features for stability, height and
           view (GENESIS Table 1 settings), trained on --probe_train_images of the train
           split and tested on --num_images of --split
+GENESIS-V2 has two mask sets and ari and sc score both: fg_ari, ari, sc and msc its IC-SBP
+masks (as the reference's ari_fg, msc_fg), fg_ari_decoded, ... its decoded masks (the
+reference's *_r); each row of the table and each metric in the file says which masks.
+FID needs nothing more: generated and reconstructed images are made with the decoded masks.
 The dataset and data_dir default to the run's own (its run.json). The metrics are the
 evaluators of genesis_tf.metrics.suite; this binary only turns flags into its Options.
 Exit codes: 0 done, 2 a bad flag, no run or checkpoint, a dataset not prepared, a metric

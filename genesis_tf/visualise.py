@@ -3,9 +3,10 @@
     python -m genesis_tf.visualise --model_dir=runs/md --what=decomposition --out=d.png
 
 --what: decomposition (GENESIS Fig. 4, MONet Fig. 3; each row with its foreground ARI when
-the dataset has instance masks), generation (GENESIS Fig. 3: scenes from the prior built slot
-by slot), samples (a grid of generated scenes) or traversal (MONet Fig. 5: one slot of the
-first image, its most active latent dimensions varied one per row); drawn by
+the dataset has instance masks; GENESIS-V2's with its decoded and its IC-SBP masks and the
+ARI of each), generation (GENESIS Fig. 3: scenes from the prior built slot by slot),
+samples (a grid of generated scenes) or traversal (MONet Fig. 5: one slot of the first
+image, its most active latent dimensions varied one per row); drawn by
 genesis_tf.plotting.figures. Exit codes: 0 written, 2 a bad flag, no run or checkpoint, a
 dataset not prepared.
 """
@@ -71,9 +72,9 @@ def _decomposition(model, name, figures):
     out = model(batch["image"], training=False, num_slots=FLAGS.num_slots, seed=FLAGS.seed)
     aris = None
     if "instance_ids" in batch:
-        from genesis_tf.metrics import foreground_ari, predicted_segmentation
+        from genesis_tf.metrics.segmentation import foreground_aris
 
-        _, aris = foreground_ari(batch["instance_ids"].numpy(), predicted_segmentation(out))
+        aris = foreground_aris(batch["instance_ids"].numpy(), out)  # GENESIS-V2: both sets
     return figures.decomposition_figure(
         batch["image"].numpy(), out, aris=aris, max_rows=FLAGS.num_images,
         title=f"{name} decomposing {dataset} {FLAGS.split} images")

@@ -18,12 +18,48 @@ Images without any foreground pixel have no defined score and are skipped in bat
 of genesis_tf.metrics.forward) and keeps, per score, the mean and standard error over
 the images where it is defined (`RunningMean`): memory is constant in the number of
 images. genesis_tf.metrics.suite.SegmentationEvaluator is its evaluator.
+
+Two mask sets (GENESIS-V2). A model whose SceneOutput has ``ic_sbp_log_masks`` is scored
+on both of its mask sets (`mask_sets`), named as the reference names them, in our keys:
+the plain keys (``fg_ari``, ``ari``, ``sc``, ``msc``) score the IC-SBP masks, inferred
+from the pixel embeddings (the reference's ``ari_fg``, ``msc_fg``: what its tables
+report), and the same keys with the suffix ``_decoded`` (``fg_ari_decoded``, ...) score
+the decoded masks, the softmax of the decoder's mask logits that give the reconstruction
+(the reference's ``*_r``). ``_decoded`` rather than the reference's ``_r`` so that a key
+read alone says which masks it scored; each of these results also carries 'masks', the
+mask set's description, which the printed table and the results file show. Every other
+model has one mask set, its ``log_masks``: plain keys only and no 'masks', as before.
 """
 import math
+from typing import Any, NamedTuple
 
 import numpy as np
 
 SEGMENTATION_METRICS = ("fg_ari", "ari", "sc", "msc")
+DECODED_SUFFIX = "_decoded"  # the keys of GENESIS-V2's decoded masks (the reference's *_r)
+KEY_SUFFIXES = ("", DECODED_SUFFIX)  # of every mask set mask_sets can give, in its order
+IC_SBP_MASKS = "IC-SBP (inferred from the pixel embeddings)"
+DECODED_MASKS = "decoded (softmax of the decoder's mask logits)"
+
+
+class MaskSet(NamedTuple):
+    """One set of masks of a SceneOutput that segmentation scores."""
+
+    suffix: str  # appended to the metric keys
+    label: str | None  # short name for figures ('IC-SBP', 'decoded'); None: the only set
+    description: str | None  # what the masks are, for tables and results; None likewise
+    log_masks: Any  # [B, K, H, W, 1]
+
+
+def mask_sets(out):
+    """The mask sets of a SceneOutput that segmentation scores: GENESIS-V2's IC-SBP masks
+    (plain keys) and its decoded masks (keys + DECODED_SUFFIX) when ``out`` has
+    ``ic_sbp_log_masks``, else only ``log_masks`` (plain keys, no label)."""
+    ic_sbp = getattr(out, "ic_sbp_log_masks", None)
+    if ic_sbp is None:
+        return [MaskSet("", None, None, out.log_masks)]
+    return [MaskSet("", "IC-SBP", IC_SBP_MASKS, ic_sbp),
+            MaskSet(DECODED_SUFFIX, "decoded", DECODED_MASKS, out.log_masks)]
 
 
 def _pair_counts(n):
@@ -177,9 +213,19 @@ def segmentation_batch_scores(true_ids, predicted):
             "msc": covering["msc_per_image"]}
 
 
-def predicted_segmentation(out):
-    """The argmax over slots of a SceneOutput's log masks: int [B, H, W]."""
-    return np.asarray(out.log_masks)[..., 0].argmax(axis=1)
+def predicted_segmentation(out, log_masks=None):
+    """The argmax over slots of `log_masks` [B, K, H, W, 1] (default: the SceneOutput's
+    log_masks): int [B, H, W]."""
+    log_masks = out.log_masks if log_masks is None else log_masks
+    return np.asarray(log_masks)[..., 0].argmax(axis=1)
+
+
+def foreground_aris(true_ids, out):
+    """Per-image foreground ARIs [B] of a SceneOutput's masks (NaN where undefined); for
+    two mask sets, {label: [B]} ({'IC-SBP': ..., 'decoded': ...}), as figures take them."""
+    aris = {s.label: foreground_ari(true_ids, predicted_segmentation(out, s.log_masks))[1]
+            for s in mask_sets(out)}
+    return aris[None] if None in aris else aris
 
 
 def segmentation_metrics(model, dataset, image_size, num_images=None, split="test",
@@ -188,13 +234,15 @@ def segmentation_metrics(model, dataset, image_size, num_images=None, split="tes
     """Streams `num_images` (None: the whole split) through the model.
 
     Returns (metrics, first): metrics = {name: {'mean', 'stderr', 'count', 'skipped'}}
-    for SEGMENTATION_METRICS plus 'num_images'; first = the first `keep_first` images with
-    their SceneOutput and foreground ARIs ({'image', 'out', 'aris'}) for figures, or None.
-    The posterior is sampled (as the reference evaluates), with a fixed seed per batch.
+    for SEGMENTATION_METRICS (and, for two mask sets, the same + DECODED_SUFFIX, each
+    with 'masks': the set's description) plus 'num_images'; first = the first
+    `keep_first` images with their SceneOutput and foreground ARIs ({'image', 'out',
+    'aris'}, aris as foreground_aris gives them) for figures, or None. The posterior is
+    sampled (as the reference evaluates), with a fixed seed per batch.
     """
     from genesis_tf.metrics import forward
 
-    running = {name: RunningMean() for name in SEGMENTATION_METRICS}
+    running, described = {}, {}  # name -> RunningMean, name -> its masks' description
     first, done = None, 0
     for batch, out in forward.forward_batches(
             model, dataset, image_size, split=split, data_dir=data_dir,
@@ -205,17 +253,26 @@ def segmentation_metrics(model, dataset, image_size, num_images=None, split="tes
                              "segmentation metrics (Multi-dSprites, ShapeStacks and the "
                              "synthetic scenes have them)")
         true_ids = batch["instance_ids"].numpy()
-        scores = segmentation_batch_scores(true_ids, predicted_segmentation(out))
-        for name, values in scores.items():
-            running[name].add(values)
+        aris = {}
+        for mask_set in mask_sets(out):
+            predicted = predicted_segmentation(out, mask_set.log_masks)
+            scores = segmentation_batch_scores(true_ids, predicted)
+            for name, values in scores.items():
+                running.setdefault(name + mask_set.suffix, RunningMean()).add(values)
+                described[name + mask_set.suffix] = mask_set.description
+            aris[mask_set.label] = scores["fg_ari"][:keep_first]
         if first is None and keep_first:
             first = {"image": batch["image"][:keep_first].numpy(),
                      "out": type(out)(*(None if t is None else t[:keep_first] for t in out)),
-                     "aris": scores["fg_ari"][:keep_first]}
+                     "aris": aris[None] if None in aris else aris}
         done += len(true_ids)
-    metrics = {name: r.result() for name, r in running.items()}
+    metrics = {name: _described(r.result(), described[name]) for name, r in running.items()}
     metrics["num_images"] = done
     return metrics, first
+
+
+def _described(result, description):
+    return result if description is None else dict(result, masks=description)
 
 
 def segmentation_scores(model, dataset, image_size, num_images, split="test",

@@ -56,7 +56,9 @@ def _progress(options, label, total):
 
 class SegmentationEvaluator:
     """'ari': foreground ARI and ARI over all pixels; 'sc': segmentation covering SC and
-    mSC. Mean ± standard error over the images, one pass for both."""
+    mSC. Mean ± standard error over the images, one pass for both. For GENESIS-V2 both
+    mask sets: the plain names score its IC-SBP masks, the names + '_decoded' its decoded
+    masks, each result with 'masks' saying which (genesis_tf.metrics.segmentation)."""
 
     NAMES = {"ari": ("fg_ari", "ari"), "sc": ("sc", "msc")}
 
@@ -77,7 +79,9 @@ class SegmentationEvaluator:
                 data_dir=o.data_dir, batch_size=o.batch_size, num_slots=o.num_slots,
                 seed=o.seed, keep_first=self.keep_first, progress=bar)
         self.num_images = metrics["num_images"]
-        return {name: metrics[name] for name in self.names}
+        # One block per mask set the output had (IC-SBP, then decoded), in self.names' order.
+        return {name + suffix: metrics[name + suffix] for suffix in segmentation.KEY_SUFFIXES
+                for name in self.names if name + suffix in metrics}
 
 
 class FIDEvaluator:
@@ -240,7 +244,8 @@ def evaluate(model, dataset, metrics, options=None):
 
 
 def table(results, step):
-    """The printed table: one row per metric."""
+    """The printed table: one row per metric; a row of a result that says which masks it
+    scored (GENESIS-V2's two mask sets) ends with 'masks: ...'."""
     rows = [f"{'metric':<20} {'value':>17} {'images':>8}   (checkpoint step {step})"]
     for name, value in results.items():
         if "mean" in value:
@@ -253,5 +258,6 @@ def table(results, step):
             count = value.get("count", "")
         else:
             text, count = f"{value['value']:.2f}", value.get("count", "")
-        rows.append(f"{name:<20} {text:>17} {count!s:>8}")
+        masks = f"   masks: {value['masks']}" if value.get("masks") else ""
+        rows.append(f"{name:<20} {text:>17} {count!s:>8}{masks}")
     return "\n".join(rows)

@@ -4,7 +4,10 @@
 each slot's contribution m_k·x_k and each slot's mask m_k — with column headers, the
 slots' colours (the segmentation paints each pixel in the colour of its slot, and each
 slot's tiles are framed in that colour) and, optionally, the image's foreground ARI in the
-row label.
+row label. GENESIS-V2 has two mask sets: the columns above show its decoded masks (they
+give the reconstruction; headed "segmentation (decoded)", "decoded mask k"), and further
+columns its IC-SBP masks ("segmentation (IC-SBP)", "IC-SBP mask k"), with the ARI of each
+set in the row label.
 
 ``generation_figure``: one row per generated scene, built component by component as in
 the GENESIS paper's figure 3: after step k the canvas shows Σ_{j≤k} m_j·x_j, so the scene
@@ -26,7 +29,7 @@ from genesis_tf.plotting.grids import masked_components, segmentation_colours, s
 
 # The papers' names of the model classes, for titles.
 MODEL_NAMES = {"Genesis": "GENESIS", "GenesisS": "GENESIS-S", "MONet": "MONet",
-               "BDVAE": "BD-VAE", "DCVAE": "DC-VAE"}
+               "GenesisV2": "GENESIS-V2", "BDVAE": "BD-VAE", "DCVAE": "DC-VAE"}
 
 TILE_INCHES = 0.9
 DPI = 100
@@ -87,34 +90,64 @@ def decomposition_figure(images, out, title="GENESIS decomposition", aris=None, 
     """A labelled matplotlib Figure of a forward pass (see the module docstring).
 
     images: [B, H, W, 3] in [0, 1]; out: a SceneOutput; aris: optional per-image
-    foreground ARI (NaN where an image has no foreground).
+    foreground ARI [B] (NaN where an image has no foreground), or for GENESIS-V2's two mask
+    sets {'IC-SBP': [B], 'decoded': [B]} (segmentation.foreground_aris gives either).
     """
     images = np.asarray(images)[:max_rows]
     log_masks = np.asarray(out.log_masks)[:max_rows]
     rows, slots = len(images), log_masks.shape[1]
+    ic_sbp = getattr(out, "ic_sbp_log_masks", None)
+    ic_sbp = None if ic_sbp is None else np.asarray(ic_sbp)[:rows]
     recon = np.asarray(out.recon)[:rows]
-    segmentation = segmentation_colours(log_masks)
     parts = masked_components(log_masks, np.asarray(out.components)[:rows])
-    masks = np.exp(log_masks[..., 0])  # [B, K, H, W]
-    figure, axes = _figure(rows, 3 + 2 * slots, title)
+    columns = 3 + 2 * slots + (0 if ic_sbp is None else 1 + slots)
+    figure, axes = _figure(rows, columns, title)
     for i in range(rows):
         _show(axes[i, 0], images[i])
         _show(axes[i, 1], recon[i])
-        _show(axes[i, 2], segmentation[i])
         for k in range(slots):
             _show(axes[i, 3 + k], parts[i, k], frame=slot_colour(k))
-            _show(axes[i, 3 + slots + k], masks[i, k], frame=slot_colour(k), cmap="gray")
-        label = f"image {i + 1}"
-        if aris is not None and np.isfinite(aris[i]):
-            label += f"\nARI {aris[i]:.2f}"
-        axes[i, 0].set_ylabel(label, fontsize=7, rotation=0, ha="right", va="center",
-                              labelpad=6)
-    for j, text in enumerate(("input", "reconstruction", "segmentation")):
+        axes[i, 0].set_ylabel(_row_label(i, aris), fontsize=7, rotation=0, ha="right",
+                              va="center", labelpad=6)
+    for j, text in enumerate(("input", "reconstruction")):
         _header(axes[0, j], text)
     for k in range(slots):
         _header(axes[0, 3 + k], f"slot {k + 1}: m·x", slot_colour(k))
-        _header(axes[0, 3 + slots + k], f"mask {k + 1}", slot_colour(k))
+    if ic_sbp is None:
+        _mask_columns(axes, log_masks, 2, 3 + slots, "segmentation", "mask {}")
+    else:  # the decoded masks where other models' masks are, the IC-SBP masks after them
+        _mask_columns(axes, log_masks, 2, 3 + slots, "segmentation\n(decoded)",
+                      "decoded mask {}")
+        _mask_columns(axes, ic_sbp, 3 + 2 * slots, 4 + 2 * slots, "segmentation\n(IC-SBP)",
+                      "IC-SBP mask {}")
     return figure
+
+
+def _mask_columns(axes, log_masks, segmentation_column, first_mask_column, segmentation_header,
+                  mask_header):
+    """One mask set: its segmentation in one column, its K masks from another on."""
+    segmentation = segmentation_colours(log_masks)
+    masks = np.exp(log_masks[..., 0])  # [B, K, H, W]
+    for i in range(len(log_masks)):
+        _show(axes[i, segmentation_column], segmentation[i])
+        for k in range(masks.shape[1]):
+            _show(axes[i, first_mask_column + k], masks[i, k], frame=slot_colour(k),
+                  cmap="gray")
+    _header(axes[0, segmentation_column], segmentation_header)
+    for k in range(masks.shape[1]):
+        _header(axes[0, first_mask_column + k], mask_header.format(k + 1), slot_colour(k))
+
+
+def _row_label(i, aris):
+    """'image i' and the image's foreground ARI(s) where defined."""
+    label = f"image {i + 1}"
+    if aris is None:
+        return label
+    named = aris.items() if isinstance(aris, dict) else [(None, aris)]
+    for name, values in named:
+        if np.isfinite(values[i]):
+            label += f"\n{name + ' ' if name else ''}ARI {values[i]:.2f}"
+    return label
 
 
 def generation_figure(samples, title="GENESIS generation, slot by slot", max_rows=8):

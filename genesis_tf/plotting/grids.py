@@ -3,7 +3,9 @@
 Grids have one row per scene: for a decomposition
 ``input | reconstruction | segmentation | m_1·x_1 | … | m_K·x_K``, for a generation
 ``scene | segmentation | m_1·x_1 | … | m_K·x_K`` (component-wise, as the GENESIS paper's
-figures). Segmentations colour each pixel by the slot with the largest mask.
+figures). Segmentations colour each pixel by the slot with the largest mask. A GENESIS-V2
+decomposition (the SceneOutput has ``ic_sbp_log_masks``) shows its decoded masks there and
+appends its IC-SBP masks: ``| IC-SBP segmentation | m_1 | … | m_K`` (masks in grey).
 
 NumPy only (Pillow inside save_png): the training loop's TensorBoard summaries import this
 module, so it must not pull in matplotlib, TensorFlow or anything above it.
@@ -47,13 +49,19 @@ def tile_grid(rows, pad=2):
 
 
 def decomposition_grid(images, out, max_rows=8):
-    """Inputs, reconstructions, segmentations and per-slot m_k·x_k of a forward pass."""
+    """Inputs, reconstructions, segmentations and per-slot m_k·x_k of a forward pass (and
+    GENESIS-V2's IC-SBP segmentations and masks)."""
     images = np.asarray(images)[:max_rows]
     recon = np.asarray(out.recon)[:max_rows]
     seg = segmentation_colours(np.asarray(out.log_masks)[:max_rows])
     parts = masked_components(np.asarray(out.log_masks)[:max_rows],
                               np.asarray(out.components)[:max_rows])
     rows = [[images[i], recon[i], seg[i], *parts[i]] for i in range(len(images))]
+    if getattr(out, "ic_sbp_log_masks", None) is not None:
+        ic_sbp = np.asarray(out.ic_sbp_log_masks)[:max_rows]
+        ic_sbp_seg = segmentation_colours(ic_sbp)
+        grey = np.repeat(np.exp(ic_sbp), 3, axis=-1)  # [B, K, H, W, 3]
+        rows = [row + [ic_sbp_seg[i], *grey[i]] for i, row in enumerate(rows)]
     return tile_grid(rows)
 
 

@@ -46,10 +46,16 @@ def test_summaries_figures_and_description_round_trip(name, tmp_path):
 
     from genesis_tf.plotting import figures
 
+    # GENESIS-V2 shows its decoded masks, labelled so, and its IC-SBP masks in 1 + K more.
+    two_sets = out.ic_sbp_log_masks is not None
+    seg, mask = ("segmentation\n(decoded)", "decoded mask") if two_sets else ("segmentation",
+                                                                                "mask")
     drawn = {
         "decomposition": (figures.decomposition_figure(images.numpy(), out, title=name),
-                          3 + 2 * slots, ["input", "reconstruction", "segmentation",
-                                          f"slot {slots}: m·x", f"mask {slots}", "image 2"]),
+                          3 + 2 * slots + two_sets * (1 + slots),
+                          ["input", "reconstruction", seg, f"slot {slots}: m·x",
+                           f"{mask} {slots}", "image 2"]
+                          + two_sets * ["segmentation\n(IC-SBP)", f"IC-SBP mask {slots}"]),
         "generation": (figures.generation_figure(samples, title=name), slots + 1,
                        ["slot 1", "segmentation", "scene 2"] + (
                            [f"+ slot {slots}"] if slots > 1 else [])),
