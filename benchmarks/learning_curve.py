@@ -1,5 +1,8 @@
 """Foreground ARI, SC and mSC of every checkpoint of a run: the learning curve.
 
+For GENESIS-V2 the plain keys score the IC-SBP masks and the ``*_decoded`` keys the
+decoded ones (genesis_tf/metrics/segmentation.py); both are printed and written.
+
     python benchmarks/learning_curve.py --model_dir=RUN [--follow] [--num_images=256] \
         [--json=curve.json] [--every=500]
 
@@ -53,14 +56,16 @@ def main():
             model = runs.restore(args.model_dir, checkpoint=path)
             started = time.monotonic()
             metrics = evaluator.run(model, dataset)
-            row = dict(step=facts["step"], beta=facts.get("geco_beta"),
-                       **{name: metrics[name]["mean"] for name in ("fg_ari", "sc", "msc")},
+            scores = {name: value["mean"] for name, value in metrics.items()
+                      if name.split("_decoded")[0] in ("fg_ari", "sc", "msc")}
+            row = dict(step=facts["step"], beta=facts.get("geco_beta"), **scores,
                        num_images=evaluator.num_images)
             rows.append(row)
             done.add(row["step"])
-            print(f"step {row['step']:6d}  fg_ari {row['fg_ari']:.3f}  sc {row['sc']:.3f}  "
-                  f"msc {row['msc']:.3f}  beta {row['beta']:.3g}  "
-                  f"({time.monotonic() - started:.0f} s)", flush=True)
+            print(f"step {row['step']:6d}  "
+                  + "  ".join(f"{name} {value:.3f}" for name, value in scores.items())
+                  + f"  beta {row['beta']:.3g}  ({time.monotonic() - started:.0f} s)",
+                  flush=True)
             if args.json:
                 rows.sort(key=lambda r: r["step"])
                 with open(args.json, "w") as f:
