@@ -3,6 +3,9 @@
     python -m genesis_tf.convert_reference --checkpoint=model.ckpt-FINAL --model=genesis \\
         --image_size=64 --num_slots=7 --model_dir=runs/gqn_reference \\
         [--dataset=gqn_rooms_ring_camera]
+    python -m genesis_tf.convert_reference --checkpoint=model.ckpt-FINAL \\
+        --model=genesis_v2 --num_slots=7 --model_dir=runs/objects_room_v2_reference \\
+        [--dataset=objects_room/train]
 
 (or `genesis-convert-reference ...`, or `python -m genesis_tf.tools.convert_reference ...`:
 the module lives in tools/, genesis_tf.convert_reference forwards here).
@@ -28,10 +31,19 @@ mis-shaped key is an error naming it. Adam's moments (or RMSprop's mean square) 
 with the same layout rules; where that is impossible the optimizer starts afresh, with a
 warning. ``--num_slots`` defaults to the K that ``std`` records.
 
+GENESIS-V2 (``--model=genesis_v2``; GENESIS_V2.md §4: 78 keys at 64×64, 84 at 128, 72 at
+32) records neither K nor a pixel std (0.7 and the gaussian kernel are the reference's
+defaults, used here): ``--num_slots`` gives K, else the GENESIS-V2
+experiment config (gin_configs/<dataset>_genesis_v2.gin) whose train.dataset is
+``--dataset``; the image size comes from the encoder's depth (``--image_size`` may be left
+out), ``att_process.log_sigma`` (float64) becomes float32 and the two LSTM biases one.
+
 Exit codes: 0 written, 2 a bad flag, a file that is not such a checkpoint, a checkpoint of
 another model or size, missing torch (one line on stderr says which).
 """
 import functools
+import glob
+import inspect
 import math
 import os
 import re
@@ -46,12 +58,18 @@ from genesis_tf import cli
 from genesis_tf.errors import UserError
 
 # --model -> genesis_tf model class name (genesis_tf.models.MODELS).
-MODEL_CLASSES = {"genesis": "Genesis", "genesis_s": "GenesisS", "monet": "MONet",
-                 "dc_vae": "DCVAE", "bd_vae": "BDVAE"}
-SLOT_MODELS = ("genesis", "genesis_s", "monet")
+MODEL_CLASSES = {"genesis": "Genesis", "genesis_s": "GenesisS", "genesis_v2": "GenesisV2",
+                 "monet": "MONet", "dc_vae": "DCVAE", "bd_vae": "BDVAE"}
+SLOT_MODELS = ("genesis", "genesis_s", "genesis_v2", "monet")
 REQUIRED_ENTRIES = ("model_state_dict", "beta", "err_ema", "iter_idx")
 INSTALL_TORCH = "pip install genesis_tf[torch]"
 DEFAULT_LEARNING_RATE = 1e-4  # the reference's
+DEFAULT_IMAGE_SIZE = 64
+# GENESIS-V2's checkpoints do not record K; the experiment configs that give it per dataset
+# (gin_configs/<dataset>_genesis_v2.gin), and the reference's values for the message.
+V2_CONFIGS = "*_genesis_v2.gin"
+V2_SLOTS = ("the reference's K: 5 Multi-dSprites, 7 ObjectsRoom and GQN, 9 ShapeStacks, "
+            "11 CLEVR, 4 Tetrominoes")
 
 
 class ConversionError(UserError, ValueError):
@@ -219,6 +237,59 @@ def _component_encoder(prefix, shapes):
     return entries
 
 
+def _norm(prefix, path):
+    """A group, layer or instance norm's affine: prefix.weight -> γ, prefix.bias -> β."""
+    return [Entry(f"{path}/gamma", (f"{prefix}.weight",), COPY),
+            Entry(f"{path}/beta", (f"{prefix}.bias",), COPY)]
+
+
+def _unet(prefix, path, shapes):
+    """The U-Net of MONet's attention and GENESIS-V2's encoder: prefix.down.i / up.i
+    (.0 a bias-free conv, .1 its norm) and the bottleneck MLP prefix.mlp.1/.3/.5, whose
+    first input and last output are flattened (c, h, w) maps."""
+    entries = []
+    blocks = sum(1 for p in shapes if re.fullmatch(rf"{path}/down_\d+/conv/kernel", p))
+    for side in ("down", "up"):
+        for i in range(blocks):
+            entries += _layer(f"{prefix}.{side}.{i}.0", f"{path}/{side}_{i}/conv", CONV,
+                              bias=False)
+            entries += _norm(f"{prefix}.{side}.{i}.1", f"{path}/{side}_{i}/norm")
+    channels = _shape(shapes, f"{path}/down_{blocks - 1}/conv/kernel")[-1]
+    entries += _layer(f"{prefix}.mlp.1", f"{path}/mlp_0", dense_from_chw(channels))
+    entries += _layer(f"{prefix}.mlp.3", f"{path}/mlp_1")
+    entries += [Entry(f"{path}/mlp_2/kernel", (f"{prefix}.mlp.5.weight",),
+                      dense_to_chw(channels)),
+                Entry(f"{path}/mlp_2/bias", (f"{prefix}.mlp.5.bias",),
+                      dense_to_chw(channels, bias=True))]
+    return entries
+
+
+def _genesis_v2(shapes):
+    """GENESIS-V2 (GENESIS_V2.md §4): encoder, att_process (log σ, the gated colour head),
+    seg_head, feat_head, z_head, decoder_module and the prior."""
+    entries = _unet("encoder", "encoder", shapes)
+    entries.append(Entry("ic_sbp/log_sigma", ("att_process.log_sigma",), COPY))  # float64
+    if "colour_head/gate" in shapes:  # semiconv (the default): conv, then the gate
+        entries += _layer("att_process.colour_head.conv", "colour_head/conv", CONV)
+        entries.append(Entry("colour_head/gate", ("att_process.colour_head.gate.gate",), COPY))
+    else:  # semiconv=False: the plain 1×1 conv
+        entries += _layer("att_process.colour_head", "colour_head/conv", CONV)
+    entries += _layer("seg_head.0", "seg_head/conv", CONV, bias=False)
+    entries += _norm("seg_head.1", "seg_head/norm")
+    entries += _layer("feat_head.0.0", "feat_head/conv", CONV, bias=False)
+    entries += _norm("feat_head.0.1", "feat_head/norm")
+    entries += _layer("feat_head.1", "feat_out", CONV)
+    entries += _norm("z_head.0", "posterior/norm")
+    entries += _layer("z_head.1", "posterior/hidden") + _layer("z_head.3", "posterior/head")
+    for i in range(4):  # decoder_module.0 broadcasts; then (transposed conv, norm, ReLU)×4
+        entries += _layer(f"decoder_module.{3 * i + 1}", f"decoder/conv_{i}", CONV_TRANSPOSE)
+        entries += _norm(f"decoder_module.{3 * i + 2}", f"decoder/norm_{i}")
+    entries += _layer("decoder_module.13", "decoder/out", CONV)
+    entries += _lstm("prior_lstm", "prior/lstm/lstm_cell")
+    entries += _layer("prior_linear", "prior/head")
+    return entries
+
+
 def _shape(shapes, path):
     if path not in shapes:
         raise ConversionError(f"the genesis_tf model has no variable {path}")
@@ -247,27 +318,12 @@ def reference_table(model, shapes):
             entries += _broadcast_decoder("decoder", "component_decoder", ignored)
     elif model == "monet":
         ignored.add("std")
-        entries = []
-        blocks = sum(1 for p in shapes if re.fullmatch(r"attention/down_\d+/conv/kernel", p))
-        for path in ("down", "up"):
-            for i in range(blocks):
-                prefix = f"att_process.core.{path}.{i}"
-                entries += _layer(f"{prefix}.0", f"attention/{path}_{i}/conv", CONV,
-                                  bias=False)
-                entries += [Entry(f"attention/{path}_{i}/norm/gamma", (f"{prefix}.1.weight",),
-                                  COPY),
-                            Entry(f"attention/{path}_{i}/norm/beta", (f"{prefix}.1.bias",),
-                                  COPY)]
-        channels = _shape(shapes, f"attention/down_{blocks - 1}/conv/kernel")[-1]
-        entries += _layer("att_process.core.mlp.1", "attention/mlp_0", dense_from_chw(channels))
-        entries += _layer("att_process.core.mlp.3", "attention/mlp_1")
-        entries += [Entry("attention/mlp_2/kernel", ("att_process.core.mlp.5.weight",),
-                          dense_to_chw(channels)),
-                    Entry("attention/mlp_2/bias", ("att_process.core.mlp.5.bias",),
-                          dense_to_chw(channels, bias=True))]
+        entries = _unet("att_process.core", "attention", shapes)
         entries += _layer("att_process.core.final_conv", "attention/final_conv", CONV)
         entries += _component_encoder("comp_vae.encoder_module.module", shapes)
         entries += _broadcast_decoder("comp_vae.decoder_module", "decoder", ignored)
+    elif model == "genesis_v2":
+        entries = _genesis_v2(shapes)
     elif model in ("dc_vae", "bd_vae"):
         dc = model == "dc_vae"
         entries = _mask_vae("vae", "encoder", "decoder" if dc else None, False, ignored,
@@ -477,10 +533,14 @@ def read_checkpoint(path):
 
 # -- the model and the run directory --------------------------------------------------------
 
-def model_arguments(model, state_dict, image_size, num_slots=None):
-    """Constructor arguments of the genesis_tf model: the sizes from the flags, K and the
-    pixel standard deviations from the reference's ``std`` buffer (shape [1, 1, 1, 1, K])."""
-    arguments = {"image_size": image_size}
+def model_arguments(model, state_dict, image_size=None, num_slots=None, dataset=None,
+                    configs_dir=None):
+    """Constructor arguments of the genesis_tf model: the sizes from the flags (image size
+    64 by default), K and the pixel standard deviations from the reference's ``std`` buffer
+    (shape [1, 1, 1, 1, K]); GENESIS-V2's from genesis_v2_arguments."""
+    if model == "genesis_v2":
+        return genesis_v2_arguments(state_dict, image_size, num_slots, dataset, configs_dir)
+    arguments = {"image_size": image_size or DEFAULT_IMAGE_SIZE}
     if model not in SLOT_MODELS:
         if num_slots not in (None, 1):
             raise ConversionError(f"--num_slots: {MODEL_CLASSES[model]} has no slots")
@@ -510,6 +570,99 @@ def model_arguments(model, state_dict, image_size, num_slots=None):
     if model == "monet" and "pixel_std" not in arguments:
         arguments.update(pixel_std=0.7, first_pixel_std=0.7)  # the GENESIS comparison's
     return arguments
+
+
+def genesis_v2_arguments(state_dict, image_size=None, num_slots=None, dataset=None,
+                         configs_dir=None):
+    """GenesisV2's constructor arguments. The image size follows from the encoder's depth
+    (log2(S) − 1 down blocks: 4, 5, 6 at 32, 64, 128), the latent size from z_head, the
+    prior's LSTM units from prior_lstm and semiconv from the gate's key. K is not in the
+    checkpoint (no ``std``): --num_slots gives it, else the GENESIS-V2 experiment config
+    that trains on --dataset (dataset_settings)."""
+    blocks = sum(1 for k in state_dict if re.fullmatch(r"encoder\.down\.\d+\.0\.weight", k))
+    size = 2 ** (blocks + 1) if blocks else None
+    if image_size is not None and size is not None and image_size != size:
+        raise ConversionError(f"--image_size={image_size}, but the checkpoint's encoder has "
+                              f"{blocks} down blocks: a {size}x{size} model; pass "
+                              f"--image_size={size} or leave it out")
+    size = size or image_size
+    if num_slots is None:
+        if dataset is None:
+            raise ConversionError("GENESIS-V2 checkpoints do not record K: pass --num_slots "
+                                  f"({V2_SLOTS}) or --dataset")
+        num_slots, dataset_size, path = dataset_settings(dataset, configs_dir)
+        if size is not None and dataset_size != size:
+            raise ConversionError(
+                f"--dataset={dataset}: {os.path.basename(path)} trains GENESIS-V2 at "
+                f"{dataset_size}x{dataset_size}, but the checkpoint is a {size}x{size} "
+                "model; check --dataset or pass --num_slots")
+        size = size or dataset_size
+    if num_slots < 2:
+        raise ConversionError(f"--num_slots must be >= 2, got {num_slots}")
+    arguments = {"image_size": size or DEFAULT_IMAGE_SIZE, "num_slots": int(num_slots),
+                 "semiconv": "att_process.colour_head.weight" not in state_dict}
+    head = state_dict.get("z_head.3.weight")
+    if np.ndim(head) == 2:  # Linear 2F -> 2F
+        arguments["latent_size"] = int(np.shape(head)[0]) // 2
+    recurrent = state_dict.get("prior_lstm.weight_hh_l0")
+    if np.ndim(recurrent) == 2:  # (4·units, units)
+        arguments["prior_lstm_units"] = int(np.shape(recurrent)[1])
+    return arguments
+
+
+def _gin_value(name, default=None):
+    """A parsed binding's value (a %MACRO evaluated), or `default` when unbound."""
+    import gin
+
+    try:
+        value = gin.query_parameter(name)
+    except ValueError:
+        return default
+    if isinstance(value, gin.config.ConfigurableReference):
+        value = value.scoped_configurable_fn()
+    return value
+
+
+def dataset_settings(dataset, configs_dir=None):
+    """(K, image size, path) of the GENESIS-V2 experiment config (``*_genesis_v2.gin`` in
+    `configs_dir`, by default the shipped gin configs) whose ``train.dataset`` is
+    `dataset`, else one of the same dataset (the name before '/'). Clears gin's global
+    configuration (the command has none of its own)."""
+    import gin
+
+    from genesis_tf.models import GenesisV2
+    from genesis_tf.training import config
+
+    folder = configs_dir or config.gin_configs_dir()
+    default_slots = inspect.signature(GenesisV2).parameters["num_slots"].default
+    found = {}
+    for path in sorted(glob.glob(os.path.join(folder, V2_CONFIGS))):
+        gin.clear_config()
+        try:
+            config.parse([path])
+            found[path] = (str(_gin_value("train.dataset")),
+                           _gin_value("GenesisV2.num_slots", default_slots),
+                           _gin_value("train.image_size"))
+        except Exception as error:  # gin raises ValueError, SyntaxError, OSError, ...
+            raise ConversionError(f"cannot read {path} to find K for --dataset={dataset} "
+                                  f"({type(error).__name__}: {str(error).splitlines()[0]}); "
+                                  "pass --num_slots") from None
+        finally:
+            gin.clear_config()
+    matches = ([p for p, (d, _, _) in found.items() if d == dataset]
+               or [p for p, (d, _, _) in found.items()
+                   if d.split("/")[0] == dataset.split("/")[0]])
+    if not matches:
+        raise ConversionError(f"--dataset={dataset}: no GENESIS-V2 config "
+                              f"({os.path.join(folder, V2_CONFIGS)}) trains on it, so K is "
+                              f"unknown; pass --num_slots ({V2_SLOTS})")
+    settings = {found[p][1:] for p in matches}
+    if len(settings) > 1:
+        raise ConversionError(f"--dataset={dataset}: the GENESIS-V2 configs "
+                              f"{_more(os.path.basename(p) for p in matches)} disagree on "
+                              "K or the image size; pass --num_slots")
+    (num_slots, size), = settings
+    return int(num_slots), int(size), matches[0]
 
 
 def operative_config(description, source, step, bindings):
@@ -583,12 +736,15 @@ def _converted_optimizer(model, net, data, variables, shapes, step, log):
 
 
 def convert(checkpoint, model, image_size, model_dir, num_slots=None, dataset=None,
-            log=print, data=None):
+            log=print, data=None, configs_dir=None):
     """Reads the reference checkpoint (or takes `data`, read_checkpoint's result) and
     writes the genesis_tf run directory; returns {'checkpoint': path written, 'step',
-    'beta', 'err_ema', 'optimizer' (None when reset), 'model'}."""
+    'beta', 'err_ema', 'optimizer' (None when reset), 'model'}. image_size None: the
+    checkpoint's (GENESIS-V2), else 64; configs_dir: where dataset_settings looks."""
     data = read_checkpoint(checkpoint) if data is None else data
-    arguments = model_arguments(model, data["model_state_dict"], image_size, num_slots)
+    arguments = model_arguments(model, data["model_state_dict"], image_size, num_slots,
+                                dataset, configs_dir)
+    image_size = arguments["image_size"]
 
     import tensorflow as tf
 
@@ -632,9 +788,11 @@ def define_flags():
     library, imported beside binaries that define --model_dir or --checkpoint."""
     flags.DEFINE_string("checkpoint", None, "The reference's .ckpt file.")
     flags.DEFINE_enum("model", None, sorted(MODEL_CLASSES), "The model the file holds.")
-    flags.DEFINE_integer("image_size", 64, "Image side the model was trained at.",
-                         lower_bound=1)
-    flags.DEFINE_integer("num_slots", None, "K (default: from the checkpoint's std).")
+    flags.DEFINE_integer("image_size", None, "Image side the model was trained at "
+                         "(default: genesis_v2's from its checkpoint, else 64).", lower_bound=1)
+    flags.DEFINE_integer("num_slots", None, "K (default: from the checkpoint's std; for "
+                         "genesis_v2, which does not record it, from --dataset's "
+                         "gin_configs/*_genesis_v2.gin).")
     flags.DEFINE_string("model_dir", None, "The run directory to write (a new folder).")
     flags.DEFINE_string("dataset", None, "Recorded as the run's dataset, e.g. "
                         "multi_dsprites/colored.")
@@ -676,15 +834,16 @@ def main(argv):
     check_arguments(args.checkpoint, args.model, args.model_dir, args.num_slots)
     data = read_checkpoint(args.checkpoint)  # torch first: its errors need no TensorFlow
     arguments = model_arguments(args.model, data["model_state_dict"], args.image_size,
-                                args.num_slots)
+                                args.num_slots, args.dataset)
     cli.quiet_logging(cli.verbosity_requested(args))
     check_buildable(args.model, arguments)
-    result = convert(args.checkpoint, args.model, args.image_size, args.model_dir,
-                     num_slots=args.num_slots, dataset=args.dataset,
+    size = arguments["image_size"]
+    result = convert(args.checkpoint, args.model, size, args.model_dir,
+                     num_slots=arguments.get("num_slots"), dataset=args.dataset,
                      log=lambda text: print(text, file=sys.stderr, flush=True), data=data)
     net = result["model"]
     print(f"Wrote {result['checkpoint']}: {MODEL_CLASSES[args.model]} "
-          f"(K={getattr(net, 'num_slots', 1)}, {args.image_size}x{args.image_size}), step "
+          f"(K={getattr(net, 'num_slots', 1)}, {size}x{size}), step "
           f"{result['step']}, GECO beta {result['beta']:.4g}, optimizer "
           f"{result['optimizer'] or 'reset'}.")
     print(f"Evaluate: python -m genesis_tf.evaluate --model_dir={args.model_dir}"
