@@ -23,7 +23,8 @@ def coordinate_grid(size, dtype="float32"):
 
 
 class SemiConvEmbedding(tracking.Layer):
-    """Features [N, S, S, F] -> (embedding [N, S, S, D], learnt offsets δ [N, S, S, 2])."""
+    """Features [N, S, S, F] -> (embedding [N, S, S, D], learnt offsets δ [N, S, S, 2]),
+    both float32."""
 
     def __init__(self, embedding_size=8, semiconv=True, **kwargs):
         super().__init__(**kwargs)
@@ -40,13 +41,15 @@ class SemiConvEmbedding(tracking.Layer):
                      if self.semiconv else None)
 
     def call(self, features):
-        x = self.conv(features)
+        # float32 from here: in bfloat16, neighbouring coordinates at 128×128 (2/127
+        # apart) would sit one or two rounding steps from each other.
+        x = ops.cast(self.conv(features), "float32")
         if not self.semiconv:
             return x, x[..., -2:]
-        x = x * ops.cast(self.gate, x.dtype)
+        x = x * ops.cast(self.gate, "float32")
         size = ops.shape(features)[1]
-        grid = coordinate_grid(size, x.dtype)  # [S, S, 2]
-        zeros = ops.zeros((size, size, self.embedding_size - 2), x.dtype)
+        grid = coordinate_grid(size)  # [S, S, 2]
+        zeros = ops.zeros((size, size, self.embedding_size - 2))
         return x + ops.concatenate([zeros, grid], axis=-1)[None], x[..., -2:]
 
     def get_config(self):

@@ -119,6 +119,8 @@ class GenesisV2(SceneModel):
         embedding, _ = self.colour_head(self.seg_head(features)[0])  # [B, S, S, 8]
         if uniform is None:
             uniform = self._draw_uniform(images, deterministic, seed, noise)
+        else:
+            uniform = self._checked_uniform(uniform, images)
         ic_sbp_log_masks, _ = self.ic_sbp(embedding, uniform, num_slots=num_slots)
         pooled_features = self.feat_out(self.feat_head(features)[0])  # [B, S, S, 2D]
         mean, scale = self.posterior(pooled_features, ic_sbp_log_masks)  # [B, K, D]
@@ -146,7 +148,7 @@ class GenesisV2(SceneModel):
 
     def sample(self, batch_size=8, seed=None, num_slots=None):
         """Generates scenes slot by slot from the autoregressive prior (any K >= 1)."""
-        num_slots = num_slots or self.num_slots
+        num_slots = self.num_slots if num_slots is None else num_slots
         if not isinstance(num_slots, int) or num_slots < 1:
             raise ValueError(f"num_slots must be a Python int >= 1, got {num_slots!r}")
         batch_size = tf.convert_to_tensor(batch_size, tf.int32)
@@ -195,6 +197,15 @@ class GenesisV2(SceneModel):
             fixed = tf.random.stateless_uniform([size, size], seed=[0, 0], alg="philox")
             return tf.broadcast_to(fixed, tf.shape(images)[:3])
         return noise.uniform(tf.shape(images)[:3])
+
+    def _checked_uniform(self, uniform, images):
+        """A given IC-SBP draw as float32 [B, S, S], or a ValueError saying what it must be."""
+        uniform = tf.convert_to_tensor(uniform, tf.float32)
+        expected = [images.shape[0], self.image_size, self.image_size]
+        if uniform.shape.rank != 3 or not uniform.shape.is_compatible_with(expected):
+            raise ValueError(f"uniform must be the IC-SBP's draw [B, S, S] = {expected} in "
+                             f"[0, 1), one value per pixel; got shape {uniform.shape}")
+        return uniform
 
     def _decode(self, z):
         """z [B, K, D] -> SceneOutput with the decoded masks (B·K slots in one batch)."""

@@ -104,6 +104,8 @@ def test_sampling_takes_any_number_of_slots(tiny, num_slots):
     assert samples.z_mask.shape == (2, num_slots, 16)
     assert_partition(samples.log_masks, num_slots)
     assert np.all(np.isfinite(samples.recon.numpy()))
+    with pytest.raises(ValueError, match="num_slots must be a Python int >= 1, got 0"):
+        model.sample(batch_size=2, num_slots=0)
 
 
 def test_at_initialisation_only_the_gate_and_log_sigma_move_the_embedding(tiny):
@@ -229,6 +231,8 @@ def test_a_given_draw_fixes_the_ic_sbp_masks(tiny):
     assert not np.allclose(a.z_mask.numpy(), b.z_mask.numpy())
     other = model(images, uniform=tf.random.stateless_uniform([2, 32, 32], seed=[9, 2]))
     assert not np.allclose(a.ic_sbp_log_masks.numpy(), other.ic_sbp_log_masks.numpy())
+    with pytest.raises(ValueError, match=r"uniform must be the IC-SBP's draw \[B, S, S\]"):
+        model(images, uniform=uniform[0])
 
 
 def test_deterministic_uses_posterior_means_and_one_image_equals_its_batch(tiny):
