@@ -12,7 +12,10 @@ The SavedModel needs only TensorFlow to load (no genesis_tf, gin or TFP import):
     ``masks`` [N, K, S, S], ``components`` [N, K, S, S, 3], ``segmentation`` int32
     [N, S, S] (the slot with the largest mask), and the latents the model has, ``z_mask``
     [N, K, Dm] and ``z_comp`` [N, K, Dc]: posterior means, moving batch-norm
-    statistics, so the same image always gives the same answer.
+    statistics, so the same image always gives the same answer. GENESIS-V2 adds
+    ``ic_sbp_masks`` [N, K, S, S], its IC-SBP masks (``masks`` are its decoded masks,
+    which give the reconstruction; the IC-SBP's draw is the model's fixed
+    deterministic one).
 ``decompose_float``
     the same for float32 ``images`` in [0, 1]; NaN, infinite and out-of-range pixels
     are refused (0-255 floats belong to ``decompose`` as uint8, or divided by 255).
@@ -136,6 +139,10 @@ def _decompose_function(model, slots):
             "components": out.components,
             "segmentation": tf.argmax(masks, axis=1, output_type=tf.int32),
         }
+        # GENESIS-V2's second mask set: `masks` are its decoded masks (they give the
+        # reconstruction), these the IC-SBP's, which its segmentation metrics score.
+        if out.ic_sbp_log_masks is not None:
+            result["ic_sbp_masks"] = tf.exp(out.ic_sbp_log_masks[..., 0])  # [N, K, S, S]
         # Latents a model has (the VAE baselines have no mask latent, GENESIS-S no
         # component latent).
         for name in ("z_mask", "z_comp"):

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tests.helpers.training import parse, run_binary
+from tests.helpers.training import BackgroundProcess, parse, run_binary, selected_tests
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 
@@ -409,6 +409,7 @@ def test_genesis_s_exports_with_more_slots_and_an_export_is_not_overwritten(tmp_
     out = loaded.signatures["decompose"](images=tf.zeros([1, SIZE, SIZE, 3], tf.uint8))
     assert out["masks"].shape == (1, 5, SIZE, SIZE)
     assert "z_comp" not in out  # GENESIS-S has one latent per slot
+    assert "ic_sbp_masks" not in out  # GENESIS-V2's alone
     features = loaded.signatures["features"](images=tf.zeros([1, SIZE, SIZE, 3], tf.uint8))
     assert features["features"].shape == (1, 5 * 64)
     with pytest.raises(ExportError, match="exists; choose another --version or pass"):
@@ -454,3 +455,112 @@ def test_binary_refuses_runs_without_a_checkpoint_or_of_another_model(trained_ru
         assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], \
             (message, stderr)
     assert not (tmp_path / "out").exists()
+
+
+# GENESIS-V2: loads in a fresh process with TensorFlow only, runs every signature and
+# replays the warm-up requests (with TF Serving's own protocol buffers).
+_V2_FRESH_PROCESS_SCRIPT = r"""
+import json, sys
+import numpy as np
+import tensorflow as tf
+from tensorflow_serving.apis import prediction_log_pb2
+
+export, images_file, out_dir = sys.argv[1:4]
+sig = tf.saved_model.load(export).signatures
+images = np.load(images_file)
+out = {}
+for key, value in sig["decompose"](images=tf.constant(images)).items():
+    out["decompose/" + key] = value.numpy()
+unit = tf.constant(images / 255.0, tf.float32)
+for key, value in sig["decompose_float"](images=unit).items():
+    out["decompose_float/" + key] = value.numpy()
+out["features"] = sig["features"](images=tf.constant(images))["features"].numpy()
+generated = sig["generate"](num_images=tf.constant(2), seed=tf.constant(7, tf.int64))
+for key, value in generated.items():
+    out["generate/" + key] = value.numpy()
+np.savez(out_dir + "/outputs.npz", **out)
+warmed = []
+for record in tf.data.TFRecordDataset(export + "/assets.extra/tf_serving_warmup_requests"):
+    request = prediction_log_pb2.PredictionLog.FromString(record.numpy()).predict_log.request
+    inputs = {k: tf.constant(tf.make_ndarray(v)) for k, v in request.inputs.items()}
+    outputs = sig[request.model_spec.signature_name](**inputs)
+    warmed.append([request.model_spec.signature_name, sorted(outputs)])
+modules = sorted(m.split(".")[0] for m in sys.modules)
+with open(out_dir + "/report.json", "w") as f:
+    json.dump({"warmed": warmed, "modules": [m for m in ("genesis_tf", "gin",
+               "tensorflow_probability") if m in modules]}, f)
+"""
+
+
+V2_TEST = "test_genesis_v2_export_returns_both_mask_sets_and_reloads_without_genesis_tf"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def genesis_v2_export(request, images, tmp_path_factory):
+    """A tiny GenesisV2 (K=3, latent 16) exported, and the TensorFlow-only process that
+    loads it started at once: it runs on the other core during this module's other tests
+    and the GENESIS-V2 test, the module's last, waits for it."""
+    if not any(item.originalname == V2_TEST for item in selected_tests(request)):
+        yield None
+        return
+    import keras
+
+    from genesis_tf.export import export_model
+    from genesis_tf.models import GenesisV2
+
+    keras.utils.set_random_seed(5)
+    model = GenesisV2(image_size=SIZE, num_slots=SLOTS, latent_size=16).build_for_images()
+    model.colour_head.gate.assign(0.7)  # as after training: the embedding sees colour
+    folder = tmp_path_factory.mktemp("genesis_v2")
+    info = export_model(model, str(folder / "export" / "1"))
+    np.save(folder / "images.npy", images)
+    process = BackgroundProcess(
+        [sys.executable, "-c", _V2_FRESH_PROCESS_SCRIPT, str(folder / "export" / "1"),
+         str(folder / "images.npy"), str(folder)], timeout=600, cwd=folder,
+        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+    yield model, info, folder, process
+    process.kill()
+
+
+# Last: its process started with the module and ran during the tests above.
+def test_genesis_v2_export_returns_both_mask_sets_and_reloads_without_genesis_tf(
+        genesis_v2_export, images):
+    """decompose gives GENESIS-V2's decoded masks as `masks` and its IC-SBP masks as
+    `ic_sbp_masks`; a TensorFlow-only process reproduces model(images, deterministic=True)
+    (whose unseeded IC-SBP draw is one fixed draw), generate and features, and accepts
+    every warm-up request."""
+    model, info, folder, process = genesis_v2_export
+    decompose = info["signatures"]["decompose"]["outputs"]
+    assert decompose["ic_sbp_masks"] == ["float32", [-1, SLOTS, SIZE, SIZE]]
+    assert decompose["masks"] == ["float32", [-1, SLOTS, SIZE, SIZE]]
+    assert "z_comp" not in decompose and info["class_name"] == "GenesisV2"
+
+    result = process.result()
+    assert result.returncode == 0, result.stderr[-3000:]
+    got = np.load(folder / "outputs.npz")
+    report = json.loads((folder / "report.json").read_text())
+    assert report["modules"] == []  # loading needed TensorFlow only
+    assert sorted(name for name, _ in report["warmed"]) == sorted(SIGNATURES)
+
+    out = model(images / 255.0, deterministic=True)
+    masks = np.exp(out.log_masks.numpy()[..., 0])
+    ic_sbp_masks = np.exp(out.ic_sbp_log_masks.numpy()[..., 0])
+    # The two mask sets are different partitions of unity (so a mix-up would show).
+    np.testing.assert_allclose(ic_sbp_masks.sum(axis=1), 1.0, atol=1e-5)
+    assert np.abs(masks - ic_sbp_masks).max() > 0.1
+    expected = {"reconstruction": out.recon.numpy(), "masks": masks,
+                "ic_sbp_masks": ic_sbp_masks, "components": out.components.numpy(),
+                "z_mask": out.z_mask.numpy()}
+    for signature in ("decompose", "decompose_float"):
+        assert sorted(k.split("/")[1] for k in got if k.startswith(signature + "/")) == \
+            sorted([*expected, "segmentation"])
+        for key, value in expected.items():
+            np.testing.assert_allclose(got[f"{signature}/{key}"], value, atol=1e-5,
+                                       err_msg=f"{signature}/{key}")
+        np.testing.assert_array_equal(got[f"{signature}/segmentation"], masks.argmax(axis=1))
+    np.testing.assert_allclose(got["features"], model.features(images / 255.0).numpy(),
+                               atol=1e-5)
+    sample = model.sample(batch_size=2, seed=7)
+    np.testing.assert_allclose(got["generate/images"], sample.recon.numpy(), atol=1e-5)
+    np.testing.assert_allclose(got["generate/masks"],
+                               np.exp(sample.log_masks.numpy()[..., 0]), atol=1e-5)
