@@ -296,7 +296,7 @@ class _InnerLoop:
             raise
         step = int(self.state.step.numpy())
         if not self._traced:
-            print(f"Compiled and ran {n} step(s) in {time.monotonic() - started:.1f} settings.",
+            print(f"Compiled and ran {n} step(s) in {time.monotonic() - started:.1f} s.",
                   flush=True)
             progress.start(step)  # the ETA leaves tracing out
             self._traced = True
