@@ -22,3 +22,32 @@ try:
     )
 except RuntimeError:  # Already initialised by an earlier import: keep what exists.
     pass
+
+# The longest test files, longest first (module fixtures that run binaries or train).
+# pytest-xdist's --dist loadfile hands out files in collection order, and alphabetical
+# order put all of tests/training/ last: the two workers then finished minutes apart.
+# Starting the long files first lets the short ones fill the gaps at the end.
+LONGEST_FIRST = (
+    "tests/training/test_resume_safety.py",
+    "tests/training/test_binary.py",
+    "tests/training/test_loop.py",
+    "tests/test_evaluate.py",
+    "tests/benchmarks/test_benchmarks.py",
+    "tests/training/test_demo.py",
+    "tests/training/test_config_mistakes.py",
+    "tests/training/test_precision.py",
+    "tests/test_packaging.py",
+    "tests/export/test_export.py",
+    "tests/test_visualise.py",
+    "tests/training/test_warm_start.py",
+)
+
+
+def pytest_collection_modifyitems(config, items):
+    root = str(config.rootpath)
+
+    def rank(item):
+        path = os.path.relpath(str(item.path), root)
+        return LONGEST_FIRST.index(path) if path in LONGEST_FIRST else len(LONGEST_FIRST)
+
+    items.sort(key=rank)  # stable: each file keeps its own order

@@ -106,9 +106,13 @@ class TrainState(NamedTuple):
         if latest is None:
             return reader.restore_or_initialize()
         runs.check_holds_model(latest, self.model, model_dir)
+        configured_rate = self._learning_rate().numpy()
         try:
             with run_safety.reading_checkpoint(latest, model_dir):
                 self.checkpoint.restore(latest).assert_existing_objects_matched()
+            # The optimizer's learning rate is a variable of the checkpoint; the configured
+            # one (make_optimizer.learning_rate) wins, as the resume message promises.
+            self._learning_rate().assign(configured_rate)
             return latest
         except (AssertionError, ValueError, tf.errors.InvalidArgumentError) as error:
             raise runs.CheckpointMismatchError(
@@ -116,6 +120,10 @@ class TrainState(NamedTuple):
                 f"({str(error).splitlines()[0][:300]}). Use a new --model_dir, or the gin "
                 f"configuration that {runs.OPERATIVE_CONFIG} in its folder "
                 "records.") from error
+
+    def _learning_rate(self):
+        """The optimizer's learning-rate variable (inside a LossScaleOptimizer too)."""
+        return getattr(self.optimizer, "inner_optimizer", self.optimizer).learning_rate
 
     def manager(self, directory, max_to_keep, checkpoint_every=0):
         """The CheckpointManager that saves into `directory`: save(check_interval=True)

@@ -20,7 +20,7 @@ def _old_layout_checkpoint(directory, step=11, mask_latent_size=64):
     net = _genesis(32, mask_latent_size).build_for_images()
     for variable in net.trainable_variables:  # values a fresh model cannot have
         variable.assign(tf.fill(variable.shape, 0.125))
-    opt = make_optimizer("torch_adam", 1e-4)
+    opt = make_optimizer("torch_adam", 0.5)  # not the configured rate: that one wins
     opt.build(net.trainable_variables)
     opt.iterations.assign(step)
     geco = GECO.for_image(32, 32, beta_init=0.37)
@@ -37,6 +37,7 @@ def test_a_checkpoint_of_the_old_layout_restores_through_the_builder(tmp_path):
     state = TrainState.build(_genesis, 32, tf.distribute.get_strategy())
     assert state.restore_or_initialize(str(tmp_path)) == path
     assert int(state.step.numpy()) == 11 and int(state.optimizer.iterations.numpy()) == 11
+    assert float(state.optimizer.learning_rate.numpy()) == pytest.approx(1e-4)
     assert float(state.geco.beta.numpy()) == pytest.approx(0.37)
     assert float(state.geco.err_ema.numpy()) == 2500.0 and bool(state.geco.initialised)
     for variable in state.model.trainable_variables:
