@@ -135,28 +135,35 @@ def test_subsets_select_episodes_by_tag():
     assert set(lib.select_episodes(metadata, lib.SUBSET_TAGS["paper"])) == set(lift) | set(stack)
 
 
-def test_missing_archives_fail_fast_naming_the_url_and_manual_dir(tmp_path, monkeypatch):
-    # No network: the reachability probe's DNS lookup fails at once.
+@pytest.mark.parametrize("with_metadata", [False, True])
+def test_offline_build_fails_fast_naming_the_url_and_manual_dir(tmp_path, monkeypatch,
+                                                                 with_metadata):
+    """The real download_and_prepare; no network: the probe's DNS lookup fails at once."""
+    import time
+
     def unreachable(address, timeout=None):
         raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
 
+    def download(self, urls):
+        raise AssertionError("the probe must stop the download")
+
     monkeypatch.setattr(downloads, "_create_connection", unreachable)
-    builder = lib.Builder(config="stack_green_on_red", data_dir=str(tmp_path))
-    (tmp_path / "manual").mkdir()
-    (tmp_path / "manual" / "metadata.sqlite").write_bytes(
-        open(os.path.join(DUMMY, "metadata.sqlite"), "rb").read())
-
-    class NoNetwork:
-        manual_dir = tmp_path / "manual"
-
-        def download(self, urls):
-            raise AssertionError("the probe must stop the download")
-
+    monkeypatch.setattr(tfds.download.DownloadManager, "download", download)
+    manual = tmp_path / "manual"
+    if with_metadata:  # then the archives are what is missing
+        manual.mkdir()
+        (manual / "metadata.sqlite").write_bytes(
+            open(os.path.join(DUMMY, "metadata.sqlite"), "rb").read())
+    builder = lib.Builder(config="stack_green_on_red", data_dir=str(tmp_path / "data"))
+    start = time.monotonic()
     with pytest.raises(downloads.NetworkUnreachableError) as error:
-        builder._split_generators(NoNetwork())
+        builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
+            manual_dir=str(manual)))
+    assert time.monotonic() - start < 10
     message = str(error.value)
-    assert f"{lib.DATA_URL}/stack_green_on_red__demos-00000-of-00002.tar.bz2" in message
-    assert "--manual_dir" in message
+    missing = "stack_green_on_red__demos-00000-of-00002.tar.bz2" if with_metadata else \
+        "metadata.sqlite"
+    assert f"{lib.DATA_URL}/{missing}" in message and "--manual_dir" in message
 
 
 def test_manual_config_without_a_folder_says_what_to_pass(tmp_path):
