@@ -26,6 +26,7 @@ import dataclasses
 import io
 import logging
 import os
+import pathlib
 import sqlite3
 import struct
 
@@ -194,18 +195,22 @@ class Sources:
 
 def select_episodes(metadata_path, tags):
     """{episode file name: archive file name or None} of the episodes with any of ``tags``."""
-    connection = sqlite3.connect(f"file:{metadata_path}?mode=ro", uri=True)
+    # Read-only, so a wrong path raises instead of creating an empty database.
+    uri = pathlib.Path(os.path.abspath(metadata_path)).as_uri() + "?mode=ro"
     try:
-        rows = connection.execute(
-            "SELECT DISTINCT Episodes.DataPath, ArchiveFiles.ArchiveFile "
-            "FROM Episodes JOIN EpisodeTags ON Episodes.EpisodeId = EpisodeTags.EpisodeId "
-            "LEFT JOIN ArchiveFiles ON Episodes.EpisodeId = ArchiveFiles.EpisodeId "
-            f"WHERE EpisodeTags.Tag IN ({','.join('?' * len(tags))})", tuple(tags)).fetchall()
+        connection = sqlite3.connect(uri, uri=True)
+        try:
+            rows = connection.execute(
+                "SELECT DISTINCT Episodes.DataPath, ArchiveFiles.ArchiveFile FROM Episodes "
+                "JOIN EpisodeTags ON Episodes.EpisodeId = EpisodeTags.EpisodeId "
+                "LEFT JOIN ArchiveFiles ON Episodes.EpisodeId = ArchiveFiles.EpisodeId "
+                f"WHERE EpisodeTags.Tag IN ({','.join('?' * len(tags))})",
+                tuple(tags)).fetchall()
+        finally:
+            connection.close()
     except sqlite3.DatabaseError as error:
         raise RuntimeError(f"{metadata_path}: not Sketchy's metadata.sqlite ({error})") \
             from error
-    finally:
-        connection.close()
     return {os.path.basename(path): archive for path, archive in rows}
 
 
