@@ -211,7 +211,8 @@ def select_episodes(metadata_path, tags):
     except sqlite3.DatabaseError as error:
         raise RuntimeError(f"{metadata_path}: not Sketchy's metadata.sqlite ({error})") \
             from error
-    return {os.path.basename(path): archive for path, archive in rows}
+    return {os.path.basename(path): archive and os.path.basename(archive)
+            for path, archive in rows}
 
 
 def archive_urls(names):
@@ -320,11 +321,10 @@ class Builder(tfds.core.GeneratorBasedBuilder):
 
     def _subset_sources(self, dl_manager, tags):
         folder = downloads.manual_dir(dl_manager)
-        advice_files = [METADATA]
         metadata = os.path.join(folder, METADATA) if folder else None
         if metadata is None or not tf.io.gfile.exists(metadata):
             metadata = self._download(dl_manager, {METADATA: f"{DATA_URL}/{METADATA}"},
-                                      advice_files)[METADATA]
+                                      [METADATA])[METADATA]
         wanted = select_episodes(metadata, tags)
         if not wanted:
             raise RuntimeError(f"{metadata}: no episode is tagged {' or '.join(tags)}")
