@@ -23,6 +23,7 @@ BUILDER_FOLDERS = {
     "multi_dsprites": "multi_dsprites",
     "gqn_rooms_ring_camera": "gqn_rooms_ring_camera",
     "shapestacks": "shapestacks",
+    "sketchy": "sketchy",
     # DeepMind's multi-object-datasets (gs://multi-object-datasets).
     "objects_room": "objects_room",
     "clevr_with_masks": "clevr_with_masks",

@@ -12,4 +12,5 @@ from tfds_builders.gqn_rooms_ring_camera import (  # noqa: F401
 from tfds_builders.multi_dsprites import multi_dsprites_dataset_builder  # noqa: F401
 from tfds_builders.objects_room import objects_room_dataset_builder  # noqa: F401
 from tfds_builders.shapestacks import shapestacks_dataset_builder  # noqa: F401
+from tfds_builders.sketchy import sketchy_dataset_builder  # noqa: F401
 from tfds_builders.tetrominoes import tetrominoes_dataset_builder  # noqa: F401
