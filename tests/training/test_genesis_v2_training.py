@@ -30,6 +30,7 @@ EXPERIMENTS = {
     "gqn_genesis_v2.gin": (64, 7, "gqn_rooms_ring_camera"),
     "clevr_genesis_v2.gin": (128, 11, "clevr_with_masks"),
     "tetrominoes_genesis_v2.gin": (32, 4, "tetrominoes"),
+    "apc_genesis_v2.gin": (128, 10, "apc"),
 }
 # The tiny model of the loop tests: 32x32, K=3 (TINY), latent 16.
 TINY_V2 = ["train.model = @GenesisV2", "GenesisV2.latent_size = 16"]
