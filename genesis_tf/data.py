@@ -4,7 +4,8 @@ Datasets are named as TFDS names with an optional config, e.g.
 ``multi_dsprites/offline_colored``, ``gqn_rooms_ring_camera``, ``shapestacks``, and
 DeepMind's multi-object-datasets files ``objects_room[/train|/empty_room|/six_objects|
 /identical_color]``, ``clevr_with_masks``, ``dm_multi_dsprites[/colored_on_colored|
-/colored_on_grayscale|/binarized]``, ``tetrominoes``, plus
+/colored_on_grayscale|/binarized]``, ``tetrominoes``, ``apc`` (stored at 128×128 with a
+0/1 object ``mask``, which evaluation reads as the instance ids), plus
 ``synthetic``: coloured rectangles on a coloured background generated on the fly (no
 preparation; for tests and smoke runs).
 
@@ -29,7 +30,11 @@ BUILDER_FOLDERS = {
     "clevr_with_masks": "clevr_with_masks",
     "dm_multi_dsprites": "dm_multi_dsprites",
     "tetrominoes": "tetrominoes",
+    "apc": "apc",  # MIT-Princeton APC 2016 frames (issue 32)
 }
+# The feature evaluation reads as instance ids where it is not "instance_ids": APC's 0/1
+# foreground "mask" (0 the background, 1 the object).
+INSTANCE_IDS_FEATURE = {"apc": "mask"}
 
 
 # The GENESIS reference centre-crops ShapeStacks' 224×224 renders to 196×196 before resizing.
@@ -258,10 +263,12 @@ def _tfds_split(name, split, data_dir, shuffle_files, input_context, seed,
     )
     decoders = {"image": tfds.decode.SkipDecoding()} if encoded_images else None
     features = b.info.features
+    ids_key = INSTANCE_IDS_FEATURE.get(_split_name(name)[0], "instance_ids")
     if "mask" in features:
         # multi-object-datasets: the stack of K full-size masks is large and unused here
         # (evaluation reads instance_ids); training needs the image only.
-        keep = ["image"] if encoded_images else [k for k in features if k != "mask"]
+        keep = ["image"] if encoded_images else [
+            k for k in features if k != "mask" or k == ids_key]
         decoders = tfds.decode.PartialDecoding({k: True for k in keep}, decoders=decoders)
     ds = b.as_dataset(split=split, shuffle_files=shuffle_files, read_config=read_config,
                       decoders=decoders)
@@ -318,11 +325,12 @@ def eval_dataset(name, image_size, batch_size, split="test", data_dir=None, max_
             ds = ds.take(max_examples)
 
         crop = dataset_crop(name)
+        ids_key = INSTANCE_IDS_FEATURE.get(_split_name(name)[0], "instance_ids")
 
         def convert(ex):
             out = {"image": to_float_images(ex["image"], image_size, crop)}
-            if "instance_ids" in ex:
-                ids = crop_images(tf.cast(ex["instance_ids"], tf.int32), crop)  # [H, W, 1]
+            if ids_key in ex:
+                ids = crop_images(tf.cast(ex[ids_key], tf.int32), crop)  # [H, W, 1]
                 out["instance_ids"] = resize_instance_ids(ids, image_size)
             for key in ("num_objects", "stable", "height", "view"):
                 if key in ex:

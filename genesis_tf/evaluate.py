@@ -88,7 +88,7 @@ def main(argv):
     print(f"Evaluating {path} (step {step}) on {dataset} {FLAGS.split}"
           + (f" with K={FLAGS.num_slots}" if FLAGS.num_slots else "") + ".", flush=True)
     results = suite.run_all(evaluators, model, dataset)
-    print(suite.table(results, step), flush=True)  # first: a failed write loses nothing
+    print(suite.table(results, step, dataset), flush=True)  # first: a failed write loses nothing
     _warn_if_fewer_images(results, dataset)
 
     report = {"model_dir": os.path.abspath(FLAGS.model_dir), "checkpoint": path,

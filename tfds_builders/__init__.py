@@ -4,6 +4,7 @@
     import tfds_builders  # noqa: F401
     ds = tfds.load("multi_dsprites/offline_colored", split="train")
 """
+from tfds_builders.apc import apc_dataset_builder  # noqa: F401
 from tfds_builders.clevr_with_masks import clevr_with_masks_dataset_builder  # noqa: F401
 from tfds_builders.dm_multi_dsprites import dm_multi_dsprites_dataset_builder  # noqa: F401
 from tfds_builders.gqn_rooms_ring_camera import (  # noqa: F401

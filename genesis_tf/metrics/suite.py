@@ -243,10 +243,25 @@ def evaluate(model, dataset, metrics, options=None):
     return run_all(evaluators(metrics, options), model, dataset)
 
 
-def table(results, step):
+# A line above the table for datasets whose segmentation scores need a word (issue 32).
+# APC's masks label only the background (0) and the one object (1): ARI over all pixels is
+# the figure the reference reports; restricted to the object, every pixel has one label,
+# so fg_ari is 1 when the object lies in one predicted segment and 0 otherwise.
+DATASET_NOTES = {
+    "apc": "APC: ari is over all pixels, background included (the reference's APC figure); "
+           "fg_ari has no background label here (one object: 1 if it lies in one segment, "
+           "else 0)",
+}
+
+
+def table(results, step, dataset=None):
     """The printed table: one row per metric; a row of a result that says which masks it
-    scored (GENESIS-V2's two mask sets) ends with 'masks: ...'."""
+    scored (GENESIS-V2's two mask sets) ends with 'masks: ...'. With `dataset` (its name,
+    e.g. 'apc'), a note on what its segmentation rows mean comes first where it has one."""
     rows = [f"{'metric':<20} {'value':>17} {'images':>8}   (checkpoint step {step})"]
+    note = DATASET_NOTES.get((dataset or "").partition("/")[0])
+    if note and any(name.startswith(("ari", "fg_ari")) for name in results):
+        rows.insert(0, note)
     for name, value in results.items():
         if "mean" in value:
             text = f"{value['mean']:.4f} ± {value['stderr']:.4f}"

@@ -149,3 +149,14 @@ def test_table_rows_for_each_kind_of_value():
     assert lines[1].split() == ["fg_ari", "(2", "skipped)", "0.5123", "±", "0.0100", "40"]
     assert lines[2].split() == ["probe_view", "37.5", "%", "2"]
     assert lines[3].split() == ["fid_generated", "123.46", "24"]
+
+
+def test_table_says_apc_ari_is_over_all_pixels():
+    results = {"fg_ari": {"mean": 1.0, "stderr": 0.0, "count": 4},
+               "ari": {"mean": 0.55, "stderr": 0.01, "count": 4}}
+    lines = suite.table(results, 3, "apc").splitlines()
+    assert lines[0].startswith("APC: ari is over all pixels, background included")
+    assert "fg_ari has no background label" in lines[0]
+    assert lines[1].endswith("(checkpoint step 3)") and len(lines) == 4
+    assert suite.table(results, 3, "shapestacks") == suite.table(results, 3)
+    assert "APC" not in suite.table({"fid": {"value": 9.0}}, 3, "apc")  # no ARI rows

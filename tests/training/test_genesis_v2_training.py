@@ -22,7 +22,8 @@ from genesis_tf.training import warm_start as warm_start_lib
 from genesis_tf.training.optimizers import TorchAdam, make_optimizer
 from tests.helpers.training import GIN_DIR, parse
 
-# experiment file -> (image size, K, dataset) in the reference's settings (GENESIS_V2.md §2).
+# experiment file -> (image size, K, dataset[, GECO goal per pixel and channel]) in the
+# reference's settings (GENESIS_V2.md §2; Sketchy's goal from the authors' README).
 EXPERIMENTS = {
     "objects_room_genesis_v2.gin": (64, 7, "objects_room/train"),
     "shapestacks_genesis_v2.gin": (64, 9, "shapestacks"),
@@ -30,6 +31,8 @@ EXPERIMENTS = {
     "gqn_genesis_v2.gin": (64, 7, "gqn_rooms_ring_camera"),
     "clevr_genesis_v2.gin": (128, 11, "clevr_with_masks"),
     "tetrominoes_genesis_v2.gin": (32, 4, "tetrominoes"),
+    "apc_genesis_v2.gin": (128, 10, "apc"),
+    "sketchy_genesis_v2.gin": (128, 10, "sketchy/paper", 0.5645),
 }
 # The tiny model of the loop tests: 32x32, K=3 (TINY), latent 16.
 TINY_V2 = ["train.model = @GenesisV2", "GenesisV2.latent_size = 16"]
@@ -41,7 +44,8 @@ def test_every_genesis_v2_experiment_is_shipped():
 
 @pytest.mark.parametrize("name", sorted(EXPERIMENTS))
 def test_experiment_builds_genesis_v2_in_the_reference_setting(name, clean_gin):
-    size, slots, dataset = EXPERIMENTS[name]
+    size, slots, dataset, *goal = EXPERIMENTS[name]
+    goal_per_pixel = goal[0] if goal else 0.5655
     config.parse([name])
     assert gin.query_parameter("train.dataset") == dataset
     assert gin.query_parameter("%IMAGE_SIZE") == size
@@ -63,7 +67,7 @@ def test_experiment_builds_genesis_v2_in_the_reference_setting(name, clean_gin):
     assert gin.query_parameter("train.num_steps") == 500000
     # GECO as GENESIS: goal 0.5655·3·S², step 1e-5·64²/S², α 0.99, speed-up 10.
     geco = configured_geco(size, size)
-    assert geco.goal == pytest.approx(0.5655 * 3 * size * size)
+    assert geco.goal == pytest.approx(goal_per_pixel * 3 * size * size)
     assert geco.step_size == pytest.approx(1e-5 * 64 ** 2 / size ** 2)
     assert (geco.alpha, geco.speedup, float(geco.beta.numpy())) == (0.99, 10.0, 1.0)
 

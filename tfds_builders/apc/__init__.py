@@ -1,0 +1,1 @@
+"""MIT-Princeton APC 2016 object segmentation frames with foreground masks (GENESIS-V2)."""
