@@ -107,9 +107,10 @@ class GenesisV2(SceneModel):
         """Decomposes images [B, S, S, 3] into K slots; returns a SceneOutput.
 
         num_slots: run K − 1 IC-SBP steps for K slots (any K >= 2; σ stays the one learnt
-        for the configured K). deterministic: posterior means instead of samples (the
-        IC-SBP still draws its seeds). seed: int for reproducible draws. uniform:
-        the IC-SBP's draw [B, S, S] in [0, 1).
+        for the configured K). deterministic: posterior means instead of samples and,
+        without ``seed``, one fixed IC-SBP draw for every image (an image's decomposition
+        then depends neither on the call nor on its place in the batch). seed: int for
+        reproducible draws. uniform: the IC-SBP's draw [B, S, S] in [0, 1).
         """
         del training  # no batch norm, no dropout: training and inference agree
         images = self.prepare_images(images)
