@@ -12,8 +12,8 @@ from keras import ops
 from genesis_tf.layers import tracking
 
 
-class _AffineNorm(tracking.Layer):
-    """Normalises, then y·γ + β per channel (last axis)."""
+class AffineNorm(tracking.Layer):
+    """Normalises, then y·γ + β per channel (last axis); subclasses give call()."""
 
     def __init__(self, epsilon=1e-5, **kwargs):
         super().__init__(**kwargs)
@@ -32,7 +32,7 @@ class _AffineNorm(tracking.Layer):
         return {**super().get_config(), "epsilon": self.epsilon}
 
 
-class GroupNorm(_AffineNorm):
+class GroupNorm(AffineNorm):
     """[N, H, W, C] -> same shape; C must be a multiple of ``groups``."""
 
     def __init__(self, groups=8, epsilon=1e-5, **kwargs):
@@ -73,7 +73,7 @@ class GroupNorm(_AffineNorm):
         return {**super().get_config(), "groups": self.groups}
 
 
-class LayerNorm(_AffineNorm):
+class LayerNorm(AffineNorm):
     """[..., C] -> same shape, normalised over the last axis."""
 
     def call(self, x):

@@ -37,7 +37,7 @@ from keras import ops
 
 from genesis_tf.layers import tracking
 from genesis_tf.layers.initializers import TorchConv2D, TorchDense
-from genesis_tf.layers.torch_norms import GroupNorm
+from genesis_tf.layers.torch_norms import AffineNorm, GroupNorm
 
 BOTTLENECK = 4  # spatial size at the bottom of the U-Net, whatever the image size
 
@@ -64,29 +64,15 @@ def up_filters(image_size, filter_start=32):
     return [down[-2 - i] for i in range(len(down) - 1)] + [filter_start]
 
 
-class InstanceNorm(tracking.Layer):
+class InstanceNorm(AffineNorm):
     """Instance normalisation over H×W per image and channel, with a learned per-channel
     scale γ (init 1) and offset β (init 0); biased variance, no running statistics
     (``torch.nn.InstanceNorm2d(affine=True)``). Moments are computed in float32."""
 
-    def __init__(self, epsilon=1e-5, **kwargs):
-        super().__init__(**kwargs)
-        self.epsilon = epsilon
-
-    def build(self, input_shape):
-        channels = input_shape[-1]
-        self.gamma = self.add_weight(shape=(channels,), initializer="ones", name="gamma")
-        self.beta = self.add_weight(shape=(channels,), initializer="zeros", name="beta")
-
     def call(self, x):
         x32 = ops.cast(x, "float32")
         mean, variance = ops.moments(x32, axes=[1, 2], keepdims=True)  # [N, 1, 1, C]
-        y = (x32 - mean) * ops.rsqrt(variance + self.epsilon)
-        y = y * ops.cast(self.gamma, "float32") + ops.cast(self.beta, "float32")
-        return ops.cast(y, x.dtype)
-
-    def get_config(self):
-        return {**super().get_config(), "epsilon": self.epsilon}
+        return self._affine((x32 - mean) * ops.rsqrt(variance + self.epsilon), x.dtype)
 
 
 NORMS = {"instance": lambda: InstanceNorm(epsilon=1e-5, name="norm"),
