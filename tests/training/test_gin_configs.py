@@ -248,3 +248,35 @@ def test_build_md_worked_example_sets_geco_and_the_learning_rate(tmp_path, monke
         assert gin.query_parameter("GECO.goal_per_pixel") == 0.5
         assert gin.query_parameter("make_optimizer.learning_rate") == 5e-5
         assert gin.query_parameter("%NUM_SLOTS") == 5
+
+
+# GENESIS-V2's real-world datasets with each model the reference trains on them (issue 32):
+# file -> (model class name, dataset, GECO goal per pixel and channel).
+REAL_WORLD = {
+    "sketchy_genesis_v2.gin": ("GenesisV2", "sketchy/paper", 0.5645),
+    "sketchy_genesis.gin": ("Genesis", "sketchy/paper", 0.5645),
+    "sketchy_monet.gin": ("MONet", "sketchy/paper", 0.5645),
+    "apc_genesis_v2.gin": ("GenesisV2", "apc", 0.5655),
+    "apc_genesis.gin": ("Genesis", "apc", 0.5655),
+    "apc_monet.gin": ("MONet", "apc", 0.5655),
+}
+
+
+def test_every_real_world_experiment_is_listed():
+    shipped = {n for n in EXPERIMENTS if n.startswith(("sketchy_", "apc_"))}
+    assert shipped == set(REAL_WORLD)
+
+
+@pytest.mark.parametrize("name", sorted(REAL_WORLD))
+def test_real_world_experiment_builds_its_model_at_128_with_ten_slots(name, clean_gin):
+    from genesis_tf.geco import configured_geco
+    from genesis_tf.training import config
+
+    model_class, dataset, goal_per_pixel = REAL_WORLD[name]
+    config.parse([name])
+    assert gin.query_parameter("train.dataset") == dataset
+    image_size = gin.get_bindings("train")["image_size"]
+    model = gin.query_parameter("train.model").scoped_configurable_fn(image_size=image_size)
+    assert type(model).__name__ == model_class
+    assert (model.image_size, model.num_slots) == (128, 10)
+    assert configured_geco(128, 128).goal == pytest.approx(goal_per_pixel * 3 * 128 ** 2)
