@@ -37,13 +37,13 @@ SERVING_REQUIRES = ["tensorflow-serving-api>=2.21,<2.22"]
 
 EXTRAS_REQUIRE = {
     # The tests parse exports' warm-up files with TF Serving's own protocol buffers.
-    # scikit-learn: the ARI is checked against sklearn.metrics.adjusted_rand_score.
+    # No scikit-learn: Keras imports it in every process where it is installed (0.8 s).
     # torch: the tests compare layers with torch.nn and build reference checkpoints. Pinned
     # to 2.13.0, which this project's machines install as a CPU build from a local wheel;
     # a looser spec lets pip fetch the default multi-GB CUDA build from PyPI.
     # pytest-xdist: `make test` runs the suite in two worker processes.
     "test": ["pytest>=8", "pytest-timeout>=2.3", "pytest-xdist>=3.5", "ruff>=0.6",
-             "scikit-learn>=1.4", "torch==2.13.0", *SERVING_REQUIRES],
+             "torch==2.13.0", *SERVING_REQUIRES],
     "serving": SERVING_REQUIRES,
     # Only for reading the authors' PyTorch checkpoints (genesis_tf.tools.convert_reference,
     # which says so when it is missing); genesis_tf imports it nowhere else.

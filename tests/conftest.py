@@ -6,6 +6,12 @@ tf.distribute tests need are configured here, before any test touches TensorFlow
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# One TensorFlow thread per pool, here and in every process a test starts (they inherit
+# the environment): `make test` runs two workers plus their binaries on two cores, and
+# oversubscribed thread pools spend CPU spinning. Measured on test_resume_safety.py alone:
+# 194 CPU-seconds with TensorFlow's defaults, 168 with one thread (and 18 s less wall).
+os.environ.setdefault("TF_NUM_INTRAOP_THREADS", "1")
+os.environ.setdefault("TF_NUM_INTEROP_THREADS", "1")
 
 import tensorflow as tf  # noqa: E402
 
