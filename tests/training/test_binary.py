@@ -16,14 +16,17 @@ import time
 
 import pytest
 
-from tests.helpers.training import GIN_DIR, ROOT, TINY, run_binary, selected_tests
+from tests.helpers.training import (
+    FAST_MODEL,
+    GIN_DIR,
+    ROOT,
+    TINY,
+    run_binary,
+    selected_tests,
+)
 
 SMOKE = f"--gin_file={GIN_DIR / 'smoke.gin'}"
 
-
-# Where the model does not matter (signals, kills, workers, records), a BD-VAE: it traces
-# its training step in a quarter of a tiny GENESIS's CPU time (3 s against 13 s).
-FAST_MODEL = ("train.model = @BDVAE", "BDVAE.latent_size = 8")
 
 
 def bindings(*extra):
@@ -61,21 +64,22 @@ def _changed_model_runs(tmp_path):
     """A one-step run, resumed with another model class (on a copy), another shape, and
     safely changed settings: the first run serves two tests."""
     runs = {"model_dir": tmp_path,
-            "first": run_binary("genesis_tf.train", [SMOKE, f"--model_dir={tmp_path}",
-                                                     *bindings("train.num_steps = 1")])}
+            "first": run_binary("genesis_tf.train", [
+                SMOKE, f"--model_dir={tmp_path}", *bindings(*FAST_MODEL, "train.num_steps = 1")])}
     if runs["first"].returncode:
         return runs
     copy = tmp_path.parent / f"{tmp_path.name}_copy"
     shutil.copytree(tmp_path, copy)
     runs["other_class"] = run_binary("genesis_tf.train", [
         SMOKE, f"--model_dir={copy}",
-        *bindings("train.num_steps = 2", "train.model = @GenesisS", "GenesisS.num_slots = 3")])
+        *bindings("train.num_steps = 2", "train.model = @DCVAE", "DCVAE.latent_size = 8")])
     runs["config"] = (tmp_path / "operative_config.gin").read_text()
     runs["other_shape"] = run_binary("genesis_tf.train", [
-        SMOKE, f"--model_dir={tmp_path}", *bindings("train.num_steps = 2", "NUM_SLOTS = 5")])
+        SMOKE, f"--model_dir={tmp_path}",
+        *bindings(*FAST_MODEL, "train.num_steps = 2", "BDVAE.latent_size = 16")])
     runs["config_after_refusal"] = (tmp_path / "operative_config.gin").read_text()
-    runs["longer"] = run_binary("genesis_tf.train", [SMOKE, f"--model_dir={tmp_path}",
-                                                     *bindings("train.num_steps = 2")])
+    runs["longer"] = run_binary("genesis_tf.train", [
+        SMOKE, f"--model_dir={tmp_path}", *bindings(*FAST_MODEL, "train.num_steps = 2")])
     return runs
 
 
@@ -271,7 +275,7 @@ def test_checkpoint_of_another_model_is_refused(outcome):
     assert first.returncode == 0, first.stderr[-2000:]
     other = runs["other_class"]
     assert other.returncode == 2, other.stderr[-2000:]
-    assert "holds a run of another model (class 'Genesis' -> 'GenesisS'" in other.stderr
+    assert "holds a run of another model (class 'BDVAE' -> 'DCVAE'" in other.stderr
     assert len(other.stderr.strip().splitlines()) == 1, other.stderr
 
 
@@ -349,7 +353,7 @@ def test_resuming_with_another_model_shape_is_refused_and_safe_changes_are_recor
     assert first.returncode == 0, first.stderr[-2000:]
     config, other, longer = runs["config"], runs["other_shape"], runs["longer"]
     assert other.returncode == 2, other.stderr[-2000:]
-    assert "num_slots 3 -> 5" in other.stderr
+    assert "latent_size 8 -> 16" in other.stderr
     assert len(other.stderr.strip().splitlines()) == 1, other.stderr
     assert runs["config_after_refusal"] == config  # not overwritten
     assert longer.returncode == 0, longer.stderr[-2000:]

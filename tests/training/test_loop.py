@@ -9,7 +9,7 @@ import tensorflow as tf
 
 from genesis_tf.models import Genesis
 from genesis_tf.training import TrainingDivergedError, train
-from tests.helpers.training import ROOT, BackgroundProcess, parse, selected_tests
+from tests.helpers.training import FAST_MODEL, ROOT, BackgroundProcess, parse, selected_tests
 
 
 def _checkpoint_values(path):
@@ -86,7 +86,7 @@ def test_stopping_and_resuming_equals_an_uninterrupted_run(tmp_path, clean_gin):
 
 
 def test_divergence_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path, clean_gin):
-    parse()
+    parse(bindings=FAST_MODEL)
     good = train(str(tmp_path), num_steps=2)
     with pytest.raises(TrainingDivergedError, match="diverged at step 3.*ckpt-2"):
         train(str(tmp_path), num_steps=4, max_elbo=1.0)

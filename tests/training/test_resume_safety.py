@@ -11,15 +11,18 @@ import time
 
 import pytest
 
-from tests.helpers.training import ROOT, run_binary, selected_tests, start_binary
+from tests.helpers.training import (
+    FAST_MODEL,
+    ROOT,
+    run_binary,
+    selected_tests,
+    start_binary,
+)
 
 DATA = ".data-00000-of-00001"
-# What is under test is the run directory, not the model: a BD-VAE (32x32) traces its
-# training step in a quarter of a tiny GENESIS's CPU time (3 s against 13 s), and every
-# test here starts several trainers. A checkpoint a step, on synthetic scenes.
-TINY_RUN = [
-    "IMAGE_SIZE = 32", "train.model = @BDVAE", "BDVAE.latent_size = 8",
-    "train.dataset = 'synthetic'", "train.batch_size = 2", "train.steps_per_loop = 1",
+TINY_RUN = [  # what is under test is the run directory: a fast model, a checkpoint a step
+    "IMAGE_SIZE = 32", *FAST_MODEL, "train.dataset = 'synthetic'", "train.batch_size = 2",
+    "train.steps_per_loop = 1",
     "train.checkpoint_every = 1", "train.keep_checkpoints = 3", "train.seed = 3",
     "train.summary_every = 0", "train.image_summary_every = 0",
 ]
