@@ -28,7 +28,6 @@ from tests.helpers.training import (
 SMOKE = f"--gin_file={GIN_DIR / 'smoke.gin'}"
 
 
-
 def bindings(*extra):
     return [f"--gin_bindings={b}" for b in (*TINY, *extra)]
 
