@@ -77,7 +77,7 @@ def pair_counting_ari(true, pred):
     """ARI from its definition over every pair of pixels (Hubert and Arabie 1985, in the
     pair-count form of Steinley 2004): an implementation independent of the contingency
     table that genesis_tf and DeepMind use. (scikit-learn is not a test dependency: Keras
-    imports it whenever it is installed, a second per process.)"""
+    imports it whenever it is installed, up to 0.8 s per process.)"""
     true, pred = np.ravel(true), np.ravel(pred)
     i, j = np.triu_indices(len(true), k=1)
     same_true, same_pred = true[i] == true[j], pred[i] == pred[j]
