@@ -19,12 +19,15 @@ Keras 3 optimizer: it runs inside ``tf.function``, under ``tf.distribute`` strat
 (build it under the strategy's scope with ``optimizer.build(variables)`` before
 ``strategy.run``: lazily created slots fail there), inside
 ``keras.optimizers.LossScaleOptimizer``, and its slots and iteration count are saved by
-``tf.train.Checkpoint``.
+``tf.train.Checkpoint``. Its update is TensorFlow's fused Adam op, given a learning rate
+and ε rescaled so that it computes PyTorch's rule (``TorchAdam._scalars``).
 """
 import math
 
 import gin
 import keras
+import numpy as np
+import tensorflow as tf
 from keras import ops
 
 TORCH_ADAM = "torch_adam"
@@ -70,6 +73,15 @@ class TorchAdam(keras.optimizers.Optimizer):
         self._momentums, self._velocities = self.add_optimizer_variables(
             var_list, ["momentum", "velocity"])
 
+    def apply(self, grads, trainable_variables=None):
+        """One step for every variable (Keras' ``apply``); the step's scalars are built once
+        for all variables, not once per variable."""
+        self._step_scalars = {}
+        try:
+            return super().apply(grads, trainable_variables)
+        finally:
+            self._step_scalars = {}
+
     def _bias_correction(self, beta, step):
         """1 − βᵗ in float32, computed as −expm1(t·log β) with log β in double precision,
         so that it does not lose digits to float32 rounding of β (1 − 0.999 in float32 is
@@ -78,31 +90,59 @@ class TorchAdam(keras.optimizers.Optimizer):
             return ops.ones_like(step)
         return -ops.expm1(step * math.log(beta))
 
-    def update_step(self, gradient, variable, learning_rate):
-        """One PyTorch Adam step for ``variable`` (called per variable by ``apply``)."""
-        dtype = variable.dtype
-        index = self._get_variable_index(variable)
-        m = self._momentums[index]
-        v = self._velocities[index]
-
+    def _scalars(self, learning_rate, dtype):
+        """ResourceApplyAdam's scalar inputs in ``dtype``: lr' = lr·√(1 − β2ᵗ)/(1 − β1ᵗ),
+        ε' = ε·√(1 − β2ᵗ), β1, β2, and bias powers 0 (so that the op applies lr' as it
+        is). With them TensorFlow's update is PyTorch's: lr/(1 − β1ᵗ) · m/(√v/√(1 − β2ᵗ)
+        + ε) = lr' · m/(√v + ε'). Built once per step and dtype (see ``apply``)."""
+        cache = getattr(self, "_step_scalars", None)
+        if cache is not None and dtype in cache:
+            return cache[dtype]
         step = ops.cast(self.iterations + 1, "float32")
-        bias_correction_1 = ops.cast(self._bias_correction(self.beta_1, step), dtype)
-        bias_correction_2 = ops.cast(self._bias_correction(self.beta_2, step), dtype)
-        lr = ops.cast(learning_rate, dtype)
-        gradient = ops.cast(gradient, dtype)
+        # The op weights g and g² by 1 − β in float32 (1 − 0.999 comes out 1.3e-5 low), so
+        # its m and v are PyTorch's times these constants; lr' and ε' undo that.
+        m_scale, v_scale = _float32_weight(self.beta_1), _float32_weight(self.beta_2)
+        root_2 = ops.sqrt(self._bias_correction(self.beta_2, step) * v_scale)
+        lr = ops.cast(learning_rate, "float32") * root_2 / (
+            self._bias_correction(self.beta_1, step) * m_scale)
+        scalars = dict(lr=ops.cast(lr, dtype), epsilon=ops.cast(self.epsilon * root_2, dtype),
+                       beta1=ops.cast(self.beta_1, dtype), beta2=ops.cast(self.beta_2, dtype),
+                       beta1_power=ops.zeros((), dtype), beta2_power=ops.zeros((), dtype))
+        if cache is not None:
+            cache[dtype] = scalars
+        return scalars
 
-        self.assign_add(m, ops.multiply(ops.subtract(gradient, m), 1.0 - self.beta_1))
-        self.assign(v, ops.add(ops.multiply(v, self.beta_2),
-                               ops.multiply(ops.square(gradient), 1.0 - self.beta_2)))
-        denominator = ops.add(ops.divide(ops.sqrt(v), ops.sqrt(bias_correction_2)),
-                              self.epsilon)
-        step_size = ops.divide(lr, bias_correction_1)
-        self.assign_sub(variable, ops.multiply(step_size, ops.divide(m, denominator)))
+    def update_step(self, gradient, variable, learning_rate):
+        """One PyTorch Adam step for ``variable`` (called per variable by ``apply``): one
+        fused ResourceApplyAdam op (m ← m + (g − m)(1 − β1), v ← v + (g² − v)(1 − β2),
+        p ← p − lr'·m/(√v + ε')) with the step's scalars of ``_scalars``. Written out in
+        ops, the update was 34 graph ops per variable: a tiny GENESIS training step (108
+        variables) had 7,069 ops and took 7.4 CPU-s to trace and 3.1 s more to run first;
+        with the fused op, 3,096 ops, 4.0 s and 1.5 s."""
+        index = self._get_variable_index(variable)
+        tf.raw_ops.ResourceApplyAdam(
+            var=_handle(variable), m=_handle(self._momentums[index]),
+            v=_handle(self._velocities[index]), grad=ops.cast(gradient, variable.dtype),
+            use_locking=False, use_nesterov=False,
+            **self._scalars(learning_rate, variable.dtype))
 
     def get_config(self):
         config = super().get_config()
         config.update(beta_1=self.beta_1, beta_2=self.beta_2, epsilon=self.epsilon)
         return config
+
+
+def _float32_weight(beta):
+    """(1 − β) as TensorFlow's update op computes it in float32, over the exact 1 − β."""
+    if beta == 0.0:
+        return 1.0
+    return float(np.float32(1.0) - np.float32(beta)) / (1.0 - beta)
+
+
+def _handle(variable):
+    """The resource handle of a Keras or TensorFlow variable (under tf.distribute, in an
+    update call, of the replica's own copy)."""
+    return (variable.value if isinstance(variable, keras.Variable) else variable).handle
 
 
 @keras.saving.register_keras_serializable(package="genesis_tf")
