@@ -74,7 +74,9 @@ def main(argv):
 
     split = "test"
     scores, first = _segmentation_scores(result.model, dataset, data_dir, keep_first=8)
-    ari, count = scores["fg_ari"], scores["num_images"]
+    count = scores["num_images"]
+    ari = f"{scores['fg_ari']:.2f}" + (" with the IC-SBP masks" if "fg_ari_decoded" in scores
+                                       else "")
     decomposition, generation = _draw_figures(result, first, split, ari, count, output_dir)
     print(
         f"\nDone after {result.step} steps ({(time.monotonic() - started) / 60:.1f} min).\n"
@@ -82,8 +84,7 @@ def main(argv):
         + (f"  started from {start['path']} at step {start['step']} (foreground ARI "
            f"{start['fg_ari']:.2f} there); {_steps(result.step - start['step'])} "
            "trained here\n" if start else "")
-        + f"  on {count} {split} images: foreground ARI {ari:.2f}, SC {scores['sc']:.2f}, "
-        f"mSC {scores['msc']:.2f}\n"
+        + f"  on {count} {split} images: {_scores_text(scores)}\n"
         f"  (the GENESIS paper: foreground ARI {PAPER_ARI} on Multi-dSprites at 64x64 with "
         "the authors' fully trained model)\n"
         f"  decomposition: {decomposition}\n"
@@ -97,15 +98,17 @@ def main(argv):
 
 
 def _draw_figures(result, first, split, ari, count, output_dir):
-    """decomposition.png and generation.png of the trained model; their paths."""
+    """decomposition.png and generation.png of the trained model; their paths (ari: the
+    foreground ARI as text, for the title)."""
     from genesis_tf.plotting import figures
 
     step_text = f"after {result.step} training steps"
+    name = figures.MODEL_NAMES.get(type(result.model).__name__, type(result.model).__name__)
     decomposition = figures.save_figure(
         figures.decomposition_figure(
             first["image"], first["out"], aris=first["aris"],
-            title=f"GENESIS decomposing {split} images {step_text} "
-                  f"(foreground ARI {ari:.2f} on {count})"),
+            title=f"{name} decomposing {split} images {step_text} "
+                  f"(foreground ARI {ari} on {count})"),
         os.path.join(output_dir, "decomposition.png"))
     generation = figures.save_figure(
         figures.generation_figure(
@@ -194,9 +197,21 @@ def _segmentation_scores(model, dataset, data_dir, keep_first=0):
         suite.Options(split="test", num_images=EVAL_IMAGES, data_dir=data_dir),
         keep_first=keep_first)
     metrics = evaluator.run(model, dataset)
-    scores = {name: metrics[name]["mean"] for name in ("fg_ari", "sc", "msc")}
+    scores = {name: value["mean"] for name, value in metrics.items()
+              if name.split("_decoded")[0] in ("fg_ari", "sc", "msc")}
     scores["num_images"] = evaluator.num_images
     return scores, evaluator.first
+
+
+def _scores_text(scores):
+    """'foreground ARI a, SC s, mSC m', and for GENESIS-V2 which masks and the decoded
+    masks' scores too (its plain keys score the IC-SBP masks)."""
+    text = f"foreground ARI {scores['fg_ari']:.2f}, SC {scores['sc']:.2f}, mSC {scores['msc']:.2f}"
+    if "fg_ari_decoded" not in scores:
+        return text
+    return (f"{text} with the IC-SBP masks; foreground ARI {scores['fg_ari_decoded']:.2f}, "
+            f"SC {scores['sc_decoded']:.2f}, mSC {scores['msc_decoded']:.2f} with the decoded "
+            "masks")
 
 
 def run():

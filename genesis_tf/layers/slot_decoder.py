@@ -55,7 +55,7 @@ class SlotBroadcastDecoder(tracking.Layer):
             y = conv_ops.conv2d_transpose(x, kernel, None, 2, PADDING)
             side = 2 * x.shape[1] if x.shape[1] is not None else None
             y = tf.ensure_shape(y, [None, side, side, self.filters])
-            x = ops.relu(norm(tf.nn.bias_add(y, ops.cast(conv.bias, x.dtype))))
+            x = ops.relu(norm(y, channel_bias=conv.bias))  # the bias added in the norm
         return self.out(x)
 
     def get_config(self):

@@ -45,7 +45,10 @@ class GroupNorm(AffineNorm):
                              f"{self.groups} groups")
         super().build(input_shape)
 
-    def call(self, x):
+    def call(self, x, channel_bias=None):
+        """GroupNorm(x + channel_bias): channel_bias [C] (or None) is a preceding conv's
+        bias, folded into the statistics and the offset instead of a pass of its own over x
+        (centring x + b on the group mean μ is centring x on μ − b)."""
         # Statistics from per-channel sums over H and W (reductions that keep the channel
         # axis innermost, which TensorFlow's CPU kernels vectorise), combined per group on
         # the small [N, C] sums; then one scale and offset per image and channel. Half the
@@ -53,11 +56,16 @@ class GroupNorm(AffineNorm):
         # (benchmarks/README.md, "GENESIS-V2").
         x32 = tf.cast(x, tf.float32)
         size = tf.cast(tf.shape(x32)[1] * tf.shape(x32)[2], tf.float32)
-        mean = self._group_mean(tf.reduce_sum(x32, axis=[1, 2]), size)  # [N, 1, 1, C]
-        squares = tf.math.squared_difference(x32, mean)  # one pass, not a sub and a square
+        sums = tf.reduce_sum(x32, axis=[1, 2])  # [N, C]
+        if channel_bias is None:
+            centre = self._group_mean(sums, size)  # [N, 1, 1, C]
+        else:
+            bias = tf.cast(channel_bias, tf.float32)
+            centre = self._group_mean(sums + size * bias, size) - bias
+        squares = tf.math.squared_difference(x32, centre)  # one pass, not a sub and a square
         variance = self._group_mean(tf.reduce_sum(squares, axis=[1, 2]), size)
         scale = tf.math.rsqrt(variance + self.epsilon) * tf.cast(self.gamma, tf.float32)
-        offset = tf.cast(self.beta, tf.float32) - mean * scale
+        offset = tf.cast(self.beta, tf.float32) - centre * scale
         return tf.cast(x32 * scale + offset, x.dtype)
 
     def _group_mean(self, channel_sums, pixels):

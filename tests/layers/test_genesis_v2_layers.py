@@ -303,6 +303,19 @@ def test_group_norm_by_hand():
         GroupNorm(8)(tf.zeros([1, 2, 2, 12]))
 
 
+def test_group_norm_folds_a_channel_bias_as_if_added_before():
+    """The decoder hands its transposed convs' bias to the norm (no pass of its own); a bias
+    that differs within a group changes the group's mean and variance, and must count."""
+    x = tf.random.stateless_normal([2, 3, 4, 16], seed=[7, 2])
+    bias = tf.random.stateless_normal([16], seed=[7, 3]) * 3.0
+    norm = GroupNorm(8)
+    norm(x)
+    randomise(norm, 8)
+    np.testing.assert_allclose(norm(x, channel_bias=bias).numpy(), norm(x + bias).numpy(),
+                               atol=2e-5)
+    assert np.abs(norm(x, channel_bias=bias).numpy() - norm(x).numpy()).max() > 0.1
+
+
 def test_group_norm_and_layer_norm_match_torch():
     torch = pytest.importorskip("torch", reason=NO_TORCH)
     x = tf.random.stateless_normal([2, 5, 6, 32], seed=[8, 1]) * 3.0 - 1.0
