@@ -5,6 +5,7 @@ import pathlib
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
@@ -23,6 +24,9 @@ _SCRIPT_RUNS = {
         ["benchmarks/decompose.py", "--quick"], 600),
     "test_inference_benchmarks_quick[sample.py]": (["benchmarks/sample.py", "--quick"], 600),
     "test_conv_padding_benchmark_quick": (["benchmarks/conv_padding.py", "--quick"], 600),
+    "test_overfit_batch_runs_and_reports_the_batchs_levels": (
+        ["benchmarks/overfit_batch.py", "--dataset=synthetic", "--batch_size=4", "--steps=2",
+         "--every=1"], 600),
 }
 
 
@@ -286,3 +290,29 @@ def test_recorded_results_are_in_results_where_the_readme_names_them():
     assert len(named) > 10
     for pattern in named:
         assert sorted((folder / "results").glob(pattern)), f"README names missing {pattern}"
+
+
+def test_overfit_batch_runs_and_reports_the_batchs_levels(script_runs):
+    result, out = script_runs["test_overfit_batch_runs_and_reports_the_batchs_levels"].result()
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(out.read_text())
+    assert [row["step"] for row in report["rows"]] == [0, 1, 2]
+    assert all(row["err"] > report["levels"]["perfect"] for row in report["rows"])
+    assert report["levels"]["goal"] == pytest.approx(0.5655 * 3 * 32 * 32)
+    assert "background only" in result.stdout and "step     2" in result.stdout
+    assert "Gradients do not exist" not in result.stderr  # the prior is left out
+
+
+def test_overfit_levels_by_hand(benchmark_module):
+    """One pixel of a 2x2 image off its background colour by 0.5 in one channel costs
+    0.5² / (2·0.7²) nats more than the perfect reconstruction; a one-colour image none."""
+    overfit = benchmark_module("overfit_batch")
+    plain = np.full([2, 2, 3], 0.25)
+    spotted = plain.copy()
+    spotted[0, 0, 1] = 0.75
+    one = overfit.reference_levels(np.stack([plain]), 0.5)
+    assert one["background_only"] == pytest.approx(one["perfect"])
+    assert one["perfect"] == pytest.approx(12 * 0.5 * np.log(2 * np.pi * 0.49))
+    assert one["goal"] == pytest.approx(6.0)
+    two = overfit.reference_levels(np.stack([plain, spotted]), 0.5)
+    assert two["background_only"] - two["perfect"] == pytest.approx(0.25 / 0.98 / 2)
