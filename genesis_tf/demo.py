@@ -49,7 +49,8 @@ def main(argv):
     import gin
 
     from genesis_tf import data as data_lib
-    from genesis_tf.training import train
+    from genesis_tf.plotting import figures
+    from genesis_tf.training import config, train
 
     output_dir = os.path.abspath(FLAGS.output_dir)
     data_dir = FLAGS.data_dir or os.path.join(output_dir, "tensorflow_datasets")
@@ -66,7 +67,8 @@ def main(argv):
     start = _starting_weights(model_dir, dataset, data_dir)  # a bad --weights: UserError
     rate = (f" at learning rate {CONTINUE_LEARNING_RATE:g} (a trained model's; demo.gin's "
             "from scratch)") if start else ""
-    print(f"Training GENESIS for up to {FLAGS.minutes:g} minutes{rate}; watch it with "
+    name = figures.MODEL_NAMES.get(config.configured_model_name(), "the model")
+    print(f"Training {name} for up to {FLAGS.minutes:g} minutes{rate}; watch it with "
           f"tensorboard --logdir {model_dir}", flush=True)
     if start:
         _configure(data_dir, start)

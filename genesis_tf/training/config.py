@@ -186,6 +186,12 @@ def _raise_if_renamed(error):
                 + (f" ({where.group(1)}, line {where.group(2)})" if where else "")) from None
 
 
+def configured_model_name():
+    """The class name train.model names under the parsed configuration (e.g. 'GenesisV2'),
+    without building it."""
+    return gin.query_parameter("train.model").configurable.name
+
+
 def configured_model():
     """The model train() builds under the parsed configuration (train.model called with
     train.image_size), with its variables created; for tools that need it before training."""

@@ -69,6 +69,18 @@ def test_paper_slot_counts():
     gin.clear_config()
 
 
+@pytest.mark.parametrize("files, bindings, name", [
+    (["demo.gin"], [], "Genesis"),
+    (["demo.gin"], ["train.model = @GenesisV2"], "GenesisV2"),
+    (["multi_dsprites_monet.gin"], [], "MONet"),
+])
+def test_configured_model_name_without_building_it(files, bindings, name, clean_gin):
+    from genesis_tf.training import config
+
+    config.parse([str(GIN_DIR / f) for f in files], bindings)
+    assert config.configured_model_name() == name
+
+
 def test_gin_dir_layout():
     for sub in ("base", "models", "datasets"):
         assert list(pathlib.Path(GIN_DIR, sub).glob("*.gin")), sub
