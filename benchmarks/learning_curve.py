@@ -56,8 +56,7 @@ def main():
             model = runs.restore(args.model_dir, checkpoint=path)
             started = time.monotonic()
             metrics = evaluator.run(model, dataset)
-            scores = {name: value["mean"] for name, value in metrics.items()
-                      if name.split("_decoded")[0] in ("fg_ari", "sc", "msc")}
+            scores = evaluator.means(metrics)
             row = dict(step=facts["step"], beta=facts.get("geco_beta"), **scores,
                        num_images=evaluator.num_images)
             rows.append(row)

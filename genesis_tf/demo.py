@@ -77,8 +77,7 @@ def main(argv):
     split = "test"
     scores, first = _segmentation_scores(result.model, dataset, data_dir, keep_first=8)
     count = scores["num_images"]
-    ari = f"{scores['fg_ari']:.2f}" + (" with the IC-SBP masks" if "fg_ari_decoded" in scores
-                                       else "")
+    ari = f"{scores['fg_ari']:.2f}{_which_masks(scores)}"
     decomposition, generation = _draw_figures(result, first, split, ari, count, output_dir)
     print(
         f"\nDone after {result.step} steps ({(time.monotonic() - started) / 60:.1f} min).\n"
@@ -199,21 +198,26 @@ def _segmentation_scores(model, dataset, data_dir, keep_first=0):
         suite.Options(split="test", num_images=EVAL_IMAGES, data_dir=data_dir),
         keep_first=keep_first)
     metrics = evaluator.run(model, dataset)
-    scores = {name: value["mean"] for name, value in metrics.items()
-              if name.split("_decoded")[0] in ("fg_ari", "sc", "msc")}
+    scores = evaluator.means(metrics)
     scores["num_images"] = evaluator.num_images
     return scores, evaluator.first
 
 
+def _which_masks(scores):
+    """' with the IC-SBP masks' for a model with two mask sets (GENESIS-V2: its plain keys
+    score the IC-SBP masks), else ''."""
+    return " with the IC-SBP masks" if "fg_ari_decoded" in scores else ""
+
+
 def _scores_text(scores):
     """'foreground ARI a, SC s, mSC m', and for GENESIS-V2 which masks and the decoded
-    masks' scores too (its plain keys score the IC-SBP masks)."""
-    text = f"foreground ARI {scores['fg_ari']:.2f}, SC {scores['sc']:.2f}, mSC {scores['msc']:.2f}"
+    masks' scores too."""
+    text = (f"foreground ARI {scores['fg_ari']:.2f}, SC {scores['sc']:.2f}, mSC "
+            f"{scores['msc']:.2f}{_which_masks(scores)}")
     if "fg_ari_decoded" not in scores:
         return text
-    return (f"{text} with the IC-SBP masks; foreground ARI {scores['fg_ari_decoded']:.2f}, "
-            f"SC {scores['sc_decoded']:.2f}, mSC {scores['msc_decoded']:.2f} with the decoded "
-            "masks")
+    return (f"{text}; foreground ARI {scores['fg_ari_decoded']:.2f}, SC "
+            f"{scores['sc_decoded']:.2f}, mSC {scores['msc_decoded']:.2f} with the decoded masks")
 
 
 def run():

@@ -83,6 +83,16 @@ class SegmentationEvaluator:
         return {name + suffix: metrics[name + suffix] for suffix in segmentation.KEY_SUFFIXES
                 for name in self.names if name + suffix in metrics}
 
+    @staticmethod
+    def means(metrics, names=("fg_ari", "sc", "msc")):
+        """{name: mean} of ``run``'s result for ``names`` and, where the model had decoded
+        masks, their '_decoded' twins."""
+        from genesis_tf.metrics import segmentation
+
+        return {name + suffix: metrics[name + suffix]["mean"]
+                for suffix in segmentation.KEY_SUFFIXES for name in names
+                if name + suffix in metrics}
+
 
 class FIDEvaluator:
     """'fid': FID of fid_images generated and of as many reconstructed images against as

@@ -33,10 +33,15 @@ DAMAGE_CASES = {  # case -> (damage to the copy of the 3-step run, steps, resume
 }
 
 
-def _train(model_dir, steps, *flags, background=False):
-    args = ["--gin_file=smoke.gin", f"--model_dir={model_dir}", *flags,
+def _args(model_dir, steps, *flags):
+    """genesis_tf.train's arguments for a TINY_RUN of `steps` steps into model_dir."""
+    return ["--gin_file=smoke.gin", f"--model_dir={model_dir}", *flags,
             *(f"--gin_bindings={b}" for b in [*TINY_RUN, f"train.num_steps = {steps}"])]
-    return (start_binary if background else run_binary)("genesis_tf.train", args)
+
+
+def _train(model_dir, steps, *flags, background=False):
+    return (start_binary if background else run_binary)(
+        "genesis_tf.train", _args(model_dir, steps, *flags))
 
 
 def _damage(folder, kind, step=3):
@@ -153,9 +158,7 @@ def test_a_second_trainer_is_refused_while_the_first_runs_and_admitted_after(bas
 
 
 def _command(model_dir, steps):
-    return [sys.executable, "-m", "genesis_tf.train", "--gin_file=smoke.gin",
-            f"--model_dir={model_dir}",
-            *(f"--gin_bindings={b}" for b in [*TINY_RUN, f"train.num_steps = {steps}"])]
+    return [sys.executable, "-m", "genesis_tf.train", *_args(model_dir, steps)]
 
 
 def _wait_for(condition, process, timeout=300):
