@@ -10,7 +10,7 @@ HERE = pathlib.Path(__file__).parent
 
 # The experiment configs stay at the repository's top level (gin_configs/); the wheel ships
 # them inside the package as genesis_tf/gin_configs/, where
-# genesis_tf.training.config.gin_configs_dir() finds them outside a checkout.
+# genesis_tf.gin_files.gin_configs_dir() finds them outside a checkout.
 GIN_CONFIGS = "gin_configs"
 
 INSTALL_REQUIRES = [

@@ -88,7 +88,7 @@ def builder(name, data_dir=None):
 
     import tfds_builders  # noqa: F401  (registers the builders)
 
-    base, _ = _split_name(name)
+    base, config = _split_name(name)
     if base not in BUILDER_FOLDERS:
         raise UnknownDatasetError(
             f"unknown dataset {name!r}; choose one of {sorted(BUILDER_FOLDERS)} "
@@ -98,9 +98,13 @@ def builder(name, data_dir=None):
         b = tfds.builder(name, data_dir=data_dir)
     except ValueError as error:  # e.g. an unknown config
         configs = [c.name for c in tfds.builder_cls(base).BUILDER_CONFIGS]
+        # TFDS's own message for a misspelt config is long and lists near names: ours is
+        # shorter and lists them all.
+        reason = (f"{base} has no config {config!r}" if config not in configs
+                  else str(error).splitlines()[0][:200])
         raise UnknownDatasetError(
-            f"unknown dataset {name!r} ({str(error).splitlines()[0][:200]}); {base} has the "
-            f"configs {configs}") from error
+            f"unknown dataset {name!r} ({reason}); {base} has the configs {configs}"
+        ) from error
     if not is_prepared(b):
         where = data_dir or os.environ.get("TFDS_DATA_DIR") or "~/tensorflow_datasets"
         raise DatasetNotPreparedError(

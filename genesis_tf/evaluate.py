@@ -33,7 +33,7 @@ from absl import app, flags
 
 from genesis_tf import cli
 from genesis_tf.errors import UserError
-from genesis_tf.metrics import suite
+from genesis_tf.metrics import inception_file, suite
 from genesis_tf.metrics.suite import METRICS, EvaluationError
 
 FLAGS = flags.FLAGS
@@ -66,11 +66,7 @@ flags.mark_flags_as_required(["model_dir"])
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    # Flag mistakes first: they need no TensorFlow (seconds to import).
-    suite.check_metrics(FLAGS.metrics, what=f"--metrics={','.join(FLAGS.metrics)}")
-    if not os.path.isdir(FLAGS.model_dir):
-        raise UserError(f"--model_dir={FLAGS.model_dir} does not exist; pass the folder a "
-                        "training run wrote (python -m genesis_tf.train --model_dir=...)")
+    _check_flags()
     cli.quiet_logging(cli.verbosity_requested(FLAGS))
 
     from genesis_tf import data as data_lib
@@ -98,6 +94,19 @@ def main(argv):
                           in results.items()}}
     _save(report, FLAGS.output or os.path.join(FLAGS.model_dir, _result_name(step, dataset)))
     return 0
+
+
+def _check_flags():
+    """Flag mistakes first: they need no TensorFlow (seconds to import)."""
+    suite.check_metrics(FLAGS.metrics, what=f"--metrics={','.join(FLAGS.metrics)}")
+    if not os.path.isdir(FLAGS.model_dir):
+        raise UserError(f"--model_dir={FLAGS.model_dir} does not exist; pass the folder a "
+                        "training run wrote (python -m genesis_tf.train --model_dir=...)")
+    if "fid" in FLAGS.metrics:
+        try:
+            inception_file.resolve(FLAGS.inception_path)
+        except FileNotFoundError as error:
+            raise EvaluationError(str(error)) from error
 
 
 def _result_name(step, dataset):

@@ -15,11 +15,14 @@ TensorFlow's and TFDS's own log lines are kept at warnings and above (TensorFlow
 start-up messages are hidden); --verbosity=0 (info) or higher shows them all, with
 tracebacks for the errors above.
 """
+import os
 import sys
 
 from absl import app, flags
 
 from genesis_tf import cli
+from genesis_tf.errors import UserError
+from genesis_tf.gin_files import resolve_gin_file
 
 FLAGS = flags.FLAGS
 flags.DEFINE_multi_string("gin_file", [], "gin config file(s), applied in order; a name "
@@ -36,6 +39,7 @@ flags.mark_flag_as_required("model_dir")
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    _check_flags()
     cli.quiet_logging(cli.verbosity_requested(FLAGS))
     # Imports here so --help is fast; nothing below creates a TF op before train() makes
     # its strategy (MultiWorkerMirroredStrategy must come first).
@@ -50,6 +54,19 @@ def main(argv):
         return stop.exit_code
     print(f"Finished at step {result.step}; checkpoint {result.checkpoint}", flush=True)
     return 0
+
+
+def _check_flags():
+    """Flag mistakes first: they need no TensorFlow (seconds to import). train() checks
+    the same for callers of the library (and for remote paths, left to it here)."""
+    for name in FLAGS.gin_file:
+        try:
+            resolve_gin_file(name)
+        except FileNotFoundError as error:
+            raise UserError(f"bad gin configuration: {error}") from error
+    if "://" not in FLAGS.model_dir and os.path.isfile(FLAGS.model_dir):
+        raise UserError(f"--model_dir={FLAGS.model_dir} is a file; give a directory (new "
+                        "or of an earlier run)")
 
 
 def parse_gin(gin_files, gin_bindings):

@@ -10,6 +10,7 @@ image, its most active latent dimensions varied one per row); drawn by
 genesis_tf.plotting.figures. Exit codes: 0 written, 2 a bad flag, no run or checkpoint, a
 dataset not prepared.
 """
+import json
 import os
 
 from absl import flags
@@ -52,6 +53,24 @@ def _check_flags(argv):
     for name in ("num_images", "dims", "num_slots", "slot"):  # slots count from 1
         if FLAGS[name].value is not None and FLAGS[name].value < 1:
             raise VisualiseError(f"--{name}={FLAGS[name].value}: must be >= 1")
+    if FLAGS.what == "traversal" and (trained_slots := _recorded_num_slots()) is not None:
+        _check_slot(trained_slots)
+
+
+def _recorded_num_slots():
+    """K as the run's model.json records it (None when it does not)."""
+    try:
+        with open(os.path.join(FLAGS.model_dir, "model.json")) as f:
+            slots = json.load(f)["config"]["num_slots"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None  # no run here, or not ours: restoring it says why
+    return slots if isinstance(slots, int) else None
+
+
+def _check_slot(num_slots):
+    if FLAGS.slot is not None and FLAGS.slot > num_slots:
+        raise VisualiseError(f"--slot={FLAGS.slot}: the model has {num_slots} "
+                             f"slot(s), numbered 1..{num_slots}")
 
 
 def _load_batch(model):
@@ -83,9 +102,7 @@ def _decomposition(model, name, figures):
 def _traversal(model, name, figures):
     from genesis_tf import traversal
 
-    if FLAGS.slot is not None and FLAGS.slot > model.num_slots:
-        raise VisualiseError(f"--slot={FLAGS.slot}: the model has {model.num_slots} "
-                             f"slot(s), numbered 1..{model.num_slots}")
+    _check_slot(model.num_slots)  # also for a run without model.json
     dataset, batch = _load_batch(model)
     result = traversal.traverse(model, batch["image"].numpy(), dims_per_group=FLAGS.dims,
                                 slot=None if FLAGS.slot is None else FLAGS.slot - 1)

@@ -19,7 +19,7 @@ PACKAGE = "genesis_tf"
 LAYERS = [
     # 0: foundations, importing no other genesis_tf layer
     ["genesis_tf", "genesis_tf.errors", "genesis_tf.progress", "genesis_tf.distributions",
-     "genesis_tf.geco", "genesis_tf.layers"],
+     "genesis_tf.geco", "genesis_tf.layers", "genesis_tf.gin_files"],
     # 1: the models and their contract
     ["genesis_tf.models"],
     # 2: input pipelines and dataset registry

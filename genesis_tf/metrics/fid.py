@@ -24,9 +24,13 @@ import tensorflow as tf
 from google.protobuf.message import DecodeError
 from scipy import linalg
 
-INCEPTION_URL = "http://download.tensorflow.org/models/image/imagenet/inception-2015-12-05.tgz"
-INCEPTION_FILENAME = "classify_image_graph_def.pb"
-INCEPTION_ENV_VAR = "GENESIS_TF_INCEPTION"
+from genesis_tf.metrics import inception_file
+from genesis_tf.metrics.inception_file import (  # noqa: F401  (fid.* for callers)
+    INCEPTION_ENV_VAR,
+    INCEPTION_FILENAME,
+    INCEPTION_URL,
+)
+
 # `Mul:0` is the graph's own input after its JPEG decoding, resize and (x - 128) / 128
 # normalisation, i.e. a [N, 299, 299, 3] image batch in [-1, 1]; `pool_3:0` is the 2048-d
 # average pool before the classifier. Same names as TF-GAN (INCEPTION_INPUT,
@@ -41,15 +45,6 @@ _MAX_IMAGINARY = 1e-3
 
 Network = Callable[[tf.Tensor], np.ndarray]
 Progress = Callable[[int], None]
-
-
-def _missing_inception_message(where: str) -> str:
-    return (
-        f"Inception graph for FID not found ({where}): download {INCEPTION_URL}, "
-        f"extract {INCEPTION_FILENAME} from it, and pass its path (or its folder) with "
-        f"--inception_path=PATH or {INCEPTION_ENV_VAR}=PATH. Nothing is downloaded "
-        "automatically."
-    )
 
 
 # ---------------------------------------------------------------------------------------
@@ -322,21 +317,6 @@ def _without_fixed_shapes(graph_def: tf.compat.v1.GraphDef) -> tf.compat.v1.Grap
     return stripped
 
 
-def _resolve_inception_path(path: str | os.PathLike | None) -> str:
-    if path is None or str(path) == "":
-        path = os.environ.get(INCEPTION_ENV_VAR) or None
-        if path is None:
-            raise FileNotFoundError(
-                _missing_inception_message(f"no path given and {INCEPTION_ENV_VAR} is not set")
-            )
-    path = os.fspath(path)
-    if os.path.isdir(path):
-        path = os.path.join(path, INCEPTION_FILENAME)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(_missing_inception_message(f"no file at {path}"))
-    return path
-
-
 def load_inception(path: str | os.PathLike | None = None) -> InceptionNetwork:
     """Load the FID Inception network from `classify_image_graph_def.pb`.
 
@@ -345,7 +325,7 @@ def load_inception(path: str | os.PathLike | None = None) -> InceptionNetwork:
     where to get the file) if neither leads to a file, and ValueError if the file is not a
     GraphDef or lacks the `Mul` input or `pool_3` output.
     """
-    path = _resolve_inception_path(path)
+    path = inception_file.resolve(path)
     with open(path, "rb") as handle:
         data = handle.read()
     graph_def = tf.compat.v1.GraphDef()

@@ -45,6 +45,13 @@ MISTAKES = {
                          "error: unknown strategy 'warp_drive'; use 'auto', "),
     "one_slot": (["NUM_SLOTS = 1"], "error: the model cannot be built: "),
     "image_size_48": (["IMAGE_SIZE = 48"], "error: the model cannot be built: "),
+    "unknown_dataset": (["train.dataset = 'no_such_data'"],
+                        "error: unknown dataset 'no_such_data'; choose one of ['apc', "),
+    "unknown_dataset_config": (
+        ["train.dataset = 'multi_dsprites/bogus'"],
+        "error: unknown dataset 'multi_dsprites/bogus' (multi_dsprites has no config "
+        "'bogus'); multi_dsprites has the configs ['colored', 'colored_unique', "
+        "'offline_colored', 'offline_colored_unique']"),
 }
 SMOKE = ["--gin_file=smoke.gin", "--gin_bindings=train.num_steps = 1"]
 SPLIT_CPU = """
