@@ -182,6 +182,33 @@ def test_flop_count_of_convs_and_matmuls(benchmark_module):
     assert counts["MatMul"] == 3 * 2 * 5 * 16 * 7
 
 
+def test_conv_floor_rebuilds_every_conv_op_of_the_traced_function(benchmark_module):
+    import tensorflow as tf
+
+    conv_floor = benchmark_module("conv_floor")
+    x = tf.random.normal([2, 8, 8, 3])
+    kernel = tf.Variable(tf.ones([5, 5, 3, 4]))
+    tkernel = tf.Variable(tf.ones([5, 5, 6, 4]))  # transposed: [kh, kw, out, in]
+
+    @tf.function
+    def fn():
+        with tf.GradientTape() as tape:
+            y = tf.nn.conv2d(x, kernel, 1, [[0, 0], [2, 2], [2, 2], [0, 0]])  # explicit
+            t = tf.nn.conv2d_transpose(y, tkernel, [2, 19, 19, 6], 2, "VALID")
+            loss = tf.reduce_sum(t)
+        return loss, tape.gradient(loss, [kernel, tkernel])
+
+    specs = conv_floor.conv_specs(fn.get_concrete_function())
+    # forward conv and the transposed conv's input gradient; both kernels' gradients; the
+    # transposed conv itself (x is a constant: its gradient is never run).
+    assert sorted(s[0] for s in specs) == ["Conv2D", "Conv2D", "Conv2DBackpropFilter",
+                                           "Conv2DBackpropFilter", "Conv2DBackpropInput"]
+    alone = conv_floor.convs_alone(specs)
+    assert len(alone()) == len(specs)
+    rebuilt = conv_floor.conv_specs(alone.get_concrete_function())
+    assert sorted(map(repr, rebuilt)) == sorted(map(repr, specs))  # shapes, attrs, FLOPs
+
+
 @pytest.mark.slow
 def test_levers_benchmark_quick(script_runs):
     result, out = script_runs["test_levers_benchmark_quick"].result()
