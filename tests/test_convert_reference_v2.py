@@ -5,6 +5,7 @@ written from GENESIS_V2.md with the reference's state-dict keys. Its state dict 
 against the spec's table (§4), converted, and the converted genesis_tf run must compute
 what the torch model computes on the same image and the same IC-SBP draw.
 """
+import copy
 import os
 import pathlib
 import subprocess
@@ -291,8 +292,10 @@ GRADIENT_PAIRS = {
 
 def test_gradients_equal_the_references(tmp_path):
     """The training signal, not only the forward pass: d(err + kl)/dθ on the same images
-    and draw, posterior means on both sides, equals torch's autograd (measured: ≤ 4e-6
-    relative to each gradient's largest entry)."""
+    and draw, posterior means on both sides, equals torch's autograd of the same model in
+    float64 (measured: ≤ 5e-6 relative to each gradient's largest entry). Not torch's
+    float32 gradients: on one thread they are up to 3.8e-3 off its own float64 ones (on
+    two, 2e-6), so the test failed on a one-core machine."""
     model = torch_model(32, 4, seed=9)
     images, uniform = inputs(32, seed=5)
     save_reference(tmp_path / "model.ckpt-FINAL", model, images, uniform, iter_idx=1,
@@ -300,9 +303,10 @@ def test_gradients_equal_the_references(tmp_path):
     cr.convert(str(tmp_path / "model.ckpt-FINAL"), "genesis_v2", None, str(tmp_path / "run"),
                num_slots=4, log=lambda *_: None)
     net = runs.restore(str(tmp_path / "run"))
-    ref = model(images, uniform)
+    model64 = copy.deepcopy(model).double()
+    ref = model64(images.double(), uniform.double())
     (ref["err"] + ref["kl"]).mean().backward()
-    expected = {name: p.grad.double().numpy() for name, p in model.named_parameters()}
+    expected = {name: p.grad.numpy() for name, p in model64.named_parameters()}
     nhwc = tf.constant(images.permute(0, 2, 3, 1).numpy())
     variables = {name: pick(net) for name, pick in GRADIENT_PAIRS.items()}
     with tf.GradientTape() as tape:
@@ -342,8 +346,8 @@ def test_converted_run_continues_training_with_the_references_state(converted_v2
     weights = warm_start_lib.weights_of(state.model)
     optimizer = getattr(state.optimizer, "inner_optimizer", state.optimizer)
 
-    def first_moment(path):
-        return optimizer._momentums[optimizer._get_variable_index(weights[path])].numpy()
+    def first_moment(path):  # in PyTorch's terms (the slot holds it times 1 + 2.4e-7)
+        return optimizer.torch_moments(weights[path])[0].astype(np.float32)
 
     np.testing.assert_allclose(first_moment("ic_sbp/log_sigma"),
                                moments["att_process.log_sigma"], rtol=1e-6)

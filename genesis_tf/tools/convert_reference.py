@@ -719,13 +719,13 @@ def _converted_optimizer(model, net, data, variables, shapes, step, log):
     opt.build(net.trainable_variables)
     if problem is None:
         by_variable = {variables[p].path: p for p in trainable}
-        slot_lists = ([opt._momentums, opt._velocities] if name == "torch_adam"
-                      else [opt._velocities])
         for variable in net.trainable_variables:
-            index = opt._get_variable_index(variable)
-            for slot_list, value in zip(slot_lists, slots[by_variable[variable.path]],
-                                        strict=True):
-                slot_list[index].assign(value)
+            values = slots[by_variable[variable.path]]
+            if name == "torch_adam":  # scaled to what its fused update reads
+                opt.assign_torch_moments(variable, *values)
+            else:
+                (square_avg,) = values
+                opt._velocities[opt._get_variable_index(variable)].assign(square_avg)
         opt.iterations.assign(opt_step if opt_step is not None else step)
     else:
         log(f"warning: the optimizer state is not mapped ({problem}); {name} "
