@@ -23,7 +23,7 @@ import time
 import numpy as np
 import tensorflow as tf
 import train_step
-from flops import _conv_flops, _graphs, _live_ops
+from flops import conv_flops, run_ops
 
 CONV_OPS = ("Conv2D", "Conv2DBackpropInput", "Conv2DBackpropFilter")
 _ATTRS = ("strides", "padding", "explicit_paddings", "dilations", "data_format")
@@ -31,18 +31,16 @@ _ATTRS = ("strides", "padding", "explicit_paddings", "dilations", "data_format")
 
 def conv_specs(concrete_function):
     """(op type, input shapes, dtype, attrs, FLOPs) of every conv op the function runs."""
-    top, specs = concrete_function.graph, []
-    for graph in _graphs(top):
-        for op in (_live_ops(graph) if graph is top else graph.get_operations()):
-            if op.type in CONV_OPS:
-                shapes = [[int(d) for d in t.shape] for t in op.inputs]
-                if op.type != "Conv2D":  # the sizes input: the shape it names, not its own
-                    sizes_at = 0 if op.type == "Conv2DBackpropInput" else 1
-                    shapes[sizes_at] = [int(d) for d in (op.outputs[0].shape)]
-                attrs = {name: op.get_attr(name) for name in _ATTRS}
-                attrs = {k: v.decode() if isinstance(v, bytes) else v for k, v in attrs.items()}
-                specs.append((op.type, shapes, op.inputs[0 if op.type != "Conv2DBackpropInput"
-                                                         else 1].dtype, attrs, _conv_flops(op)))
+    specs = []
+    for op in run_ops(concrete_function):
+        if op.type in CONV_OPS:
+            shapes = [[int(d) for d in t.shape] for t in op.inputs]
+            if op.type != "Conv2D":  # the sizes input: the shape it names, not its own
+                sizes_at = 0 if op.type == "Conv2DBackpropInput" else 1
+                shapes[sizes_at] = [int(d) for d in op.outputs[0].shape]
+            attrs = {name: op.get_attr(name) for name in _ATTRS}
+            attrs = {k: v.decode() if isinstance(v, bytes) else v for k, v in attrs.items()}
+            specs.append((op.type, shapes, op.get_attr("T"), attrs, conv_flops(op)))
     return specs
 
 
@@ -73,13 +71,11 @@ def convs_alone(specs):
     return run
 
 
-def median_seconds(fn, repeats):
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        tf.nest.map_structure(lambda t: t.numpy(), fn())
-        times.append(time.perf_counter() - start)
-    return statistics.median(times), times
+def seconds(fn):
+    """Seconds of one call of fn, its results waited for."""
+    start = time.perf_counter()
+    tf.nest.map_structure(lambda t: t.numpy(), fn())
+    return time.perf_counter() - start
 
 
 def traced_work(args):
@@ -107,11 +103,11 @@ def run(args):
     specs = conv_specs(concrete)
     convs = convs_alone(specs)
     for fn in (work, convs, work, convs):  # trace and warm up both
-        tf.nest.map_structure(lambda t: t.numpy(), fn())
+        seconds(fn)
     work_times, conv_times = [], []
     for _ in range(args.repeats):  # alternating, so a change of the host's speed hits both
-        work_times.append(median_seconds(work, 1)[0])
-        conv_times.append(median_seconds(convs, 1)[0])
+        work_times.append(seconds(work))
+        conv_times.append(seconds(convs))
     flops = sum(spec[-1] for spec in specs)
     work_s, conv_s = statistics.median(work_times), statistics.median(conv_times)
     return {"config": vars(args), "conv_ops": len(specs), "conv_flops": flops,

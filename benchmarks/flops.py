@@ -35,7 +35,8 @@ def _filter_dims(op, index):
     return _dims(op.inputs[index])
 
 
-def _conv_flops(op):
+def conv_flops(op):
+    """FLOPs of one Conv2D, Conv2DBackpropInput or Conv2DBackpropFilter op."""
     # All three conv ops do one multiply-add per (output-gradient element of the forward
     # conv) × (kernel window) × (input channel): 2 · |forward output| · kh · kw · C_in.
     if op.type == "Conv2D":
@@ -65,9 +66,9 @@ def _matmul_flops(op):
 
 
 _RULES = {
-    "Conv2D": _conv_flops,
-    "Conv2DBackpropInput": _conv_flops,
-    "Conv2DBackpropFilter": _conv_flops,
+    "Conv2D": conv_flops,
+    "Conv2DBackpropInput": conv_flops,
+    "Conv2DBackpropFilter": conv_flops,
     "MatMul": _matmul_flops,
     "BatchMatMulV2": _matmul_flops,
     "BatchMatMulV3": _matmul_flops,
@@ -103,6 +104,15 @@ def _live_ops(graph):
     return live
 
 
+def run_ops(concrete_function):
+    """The ops one call of a concrete tf.function runs: the live ops of its graph and all
+    ops of the function bodies it nests (those inside a while loop once, not per
+    iteration)."""
+    top = concrete_function.graph
+    for graph in _graphs(top):
+        yield from (_live_ops(graph) if graph is top else graph.get_operations())
+
+
 def count_flops(concrete_function):
     """{op type: FLOPs} for one call of a concrete tf.function (forward + whatever it traces).
 
@@ -110,13 +120,10 @@ def count_flops(concrete_function):
     nested function bodies are all counted.
     """
     counts = collections.Counter()
-    top = concrete_function.graph
-    for graph in _graphs(top):
-        ops = _live_ops(graph) if graph is top else graph.get_operations()
-        for op in ops:
-            rule = _RULES.get(op.type)
-            if rule is not None:
-                counts[op.type] += rule(op)
+    for op in run_ops(concrete_function):
+        rule = _RULES.get(op.type)
+        if rule is not None:
+            counts[op.type] += rule(op)
     return dict(counts)
 
 
